@@ -1,0 +1,24 @@
+# Dependency lookups shared by the build tree and the installed eigenformerConfig.cmake.
+include_guard(GLOBAL)
+
+# Eigen 3.4 or later. find_package(Eigen3 3.4) rejects Eigen 5 (its version file demands the same major
+# version), so ask for any version and check the lower bound here.
+macro(eigenformer_find_eigen)
+  if(NOT TARGET Eigen3::Eigen)
+    find_package(Eigen3 NO_MODULE QUIET)
+    if(NOT Eigen3_FOUND)
+      message(FATAL_ERROR "eigenformer needs Eigen 3.4 or later (Debian/Ubuntu: apt-get install libeigen3-dev), "
+                          "or set Eigen3_DIR to the folder holding Eigen3Config.cmake")
+    endif()
+    if(DEFINED Eigen3_VERSION AND Eigen3_VERSION VERSION_LESS 3.4)
+      message(FATAL_ERROR "eigenformer needs Eigen 3.4 or later, found ${Eigen3_VERSION} in ${Eigen3_DIR}")
+    endif()
+  endif()
+endmacro()
+
+# nlohmann/json 3 for the safetensors reader and writer (optional for the rest of the library).
+macro(eigenformer_find_json)
+  if(NOT TARGET nlohmann_json::nlohmann_json)
+    find_package(nlohmann_json 3 QUIET)
+  endif()
+endmacro()

@@ -1,0 +1,229 @@
+// Var<T>: a tensor in the autograd graph, and the reverse-mode engine that walks that graph once.
+//
+// Each op computes its value and attaches its backward function in one place (micrograd's engine.py, on whole
+// tensors). backward() finds a topological order iteratively (no recursion: deep graphs must not overflow the
+// stack), runs each node's backward once in reverse order and accumulates (+=) into every leaf that requires
+// grad, then frees the graph unless asked to retain it (torch.Tensor.backward semantics).
+#pragma once
+
+#include <algorithm>
+#include <functional>
+#include <initializer_list>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "eigenformer/autograd/grad_mode.hpp"
+#include "eigenformer/core/error.hpp"
+#include "eigenformer/tensor/tensor.hpp"
+
+namespace eigenformer {
+
+template <typename T>
+class Var;
+
+namespace detail {
+
+/// One vertex of the graph. Backward functions capture only the op's inputs (and plain tensors), never the
+/// output, so the graph holds no cycles and frees itself when the last Var handle goes.
+template <typename T>
+struct Node {
+  Tensor<T> value;
+  Tensor<T> grad;  // undefined until a gradient arrives
+  bool requires_grad = false;
+  bool is_leaf = true;
+  bool freed = false;       // a non-leaf whose backward already ran without retain_graph
+  bool visit_mark = false;  // scratch flag of the topological sort
+  const char* op = "leaf";
+  std::vector<std::shared_ptr<Node>> parents;  // inputs that require grad
+  std::function<void(const Tensor<T>&)> backward_fn;
+
+  Node() = default;
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  // Destroying a long chain through shared_ptr destructors would recurse once per node; unlink iteratively.
+  ~Node() {
+    backward_fn = nullptr;
+    std::vector<std::shared_ptr<Node>> stack = std::move(parents);
+    while (!stack.empty()) {
+      std::shared_ptr<Node> p = std::move(stack.back());
+      stack.pop_back();
+      if (p.use_count() == 1) {
+        p->backward_fn = nullptr;
+        for (auto& q : p->parents) stack.push_back(std::move(q));
+        p->parents.clear();
+      }
+    }
+  }
+
+  /// grad += g, taking over g's buffer when nothing else shares it.
+  void accumulate(Tensor<T>&& g) {
+    if (g.shape() != value.shape())
+      throw AutogradError(detail::concat("backward of ", op, ": gradient is ", to_string(g.shape()), ", value is ",
+                                 to_string(value.shape())));
+    if (!grad.defined())
+      grad = g.is_unique() ? std::move(g) : g.clone();
+    else
+      grad += g;
+  }
+};
+
+}  // namespace detail
+
+/// A tensor that records the ops applied to it so that backward() can compute gradients.
+///
+/// Copies are handles to the same node (like torch.Tensor). A leaf is made by the user (parameters, inputs); a
+/// non-leaf is the result of an op while gradient recording is on and some input requires grad.
+template <typename T>
+class Var {
+ public:
+  using Scalar = T;
+
+  /// An undefined Var (no node).
+  Var() = default;
+
+  /// A leaf holding value.
+  explicit Var(Tensor<T> value, bool requires_grad = false) : node_(std::make_shared<detail::Node<T>>()) {
+    node_->value = std::move(value);
+    node_->requires_grad = requires_grad;
+  }
+
+  /// The result of op applied to inputs: it requires grad when recording is on and some input requires grad.
+  /// Attach the backward function with on_backward().
+  Var(Tensor<T> value, std::initializer_list<Var> inputs, const char* op = "op")
+      : Var(std::move(value), std::vector<Var>(inputs), op) {}
+  Var(Tensor<T> value, const std::vector<Var>& inputs, const char* op) : Var(std::move(value), false) {
+    node_->op = op;
+    if (!is_grad_enabled()) return;
+    for (const Var& in : inputs)
+      if (in.defined() && in.requires_grad()) node_->parents.push_back(in.node_);
+    if (!node_->parents.empty()) {
+      node_->requires_grad = true;
+      node_->is_leaf = false;
+    }
+  }
+
+  /// Attaches the op's backward: f(dy) accumulates into the inputs with accumulate_grad(). Dropped (with its
+  /// captures) when this Var does not require grad.
+  template <typename F>
+  void on_backward(F&& f) {
+    if (node_->requires_grad && !node_->is_leaf) node_->backward_fn = std::forward<F>(f);
+  }
+
+  bool defined() const { return node_ != nullptr; }
+  const Tensor<T>& value() const { return node().value; }
+  /// Mutable value, for optimizers and initialization (modifying a value a live graph saved corrupts it).
+  Tensor<T>& value() { return node().value; }
+  const Shape& shape() const { return value().shape(); }
+  Index dim() const { return value().dim(); }
+  Index size(Index axis) const { return value().size(axis); }
+  Index numel() const { return value().numel(); }
+  T item() const { return value().item(); }
+
+  bool requires_grad() const { return node().requires_grad; }
+  /// Sets requires_grad on a leaf; throws AutogradError on an op result.
+  Var& set_requires_grad(bool r) {
+    if (!node().is_leaf)
+      throw AutogradError(detail::concat("set_requires_grad: only leaves can change requires_grad; this Var is the output of ",
+                                 node_->op));
+    node_->requires_grad = r;
+    return *this;
+  }
+  bool is_leaf() const { return node().is_leaf; }
+  const char* op_name() const { return node().op; }
+
+  /// The accumulated gradient; undefined until a backward pass reaches this Var.
+  const Tensor<T>& grad() const { return node().grad; }
+  Tensor<T>& grad() { return node().grad; }
+  bool has_grad() const { return node().grad.defined(); }
+  /// grad += g (g must have the value's shape); called by backward functions.
+  void accumulate_grad(Tensor<T> g) const { node().accumulate(std::move(g)); }
+  /// Clears the gradient: drops it (set_to_none, PyTorch's default) or fills it with zeros.
+  void zero_grad(bool set_to_none = true) const {
+    if (set_to_none)
+      node().grad = Tensor<T>();
+    else if (node().grad.defined())
+      node().grad.set_zero();
+  }
+
+  /// A new leaf sharing this value, cut from the graph.
+  Var detach() const { return Var(value(), false); }
+
+  /// Backpropagates from a one-element Var (seed 1).
+  void backward(bool retain_graph = false) const {
+    if (numel() != 1)
+      throw AutogradError(detail::concat("backward: output is ", to_string(shape()),
+                                 ", expected one element; pass a seed gradient of that shape"));
+    backward(Tensor<T>::ones(shape()), retain_graph);
+  }
+
+  /// Backpropagates seed (the gradient of some scalar with respect to this Var).
+  void backward(const Tensor<T>& seed, bool retain_graph = false) const {
+    if (!requires_grad())
+      throw AutogradError("backward: this Var does not require grad (no input of its graph requires grad)");
+    if (seed.shape() != shape())
+      throw ShapeError(detail::concat("backward: seed is ", to_string(seed.shape()), ", output is ", to_string(shape())));
+    if (node_->freed)
+      throw AutogradError(detail::concat("backward: the graph of ", node_->op,
+                                 " was already freed by a previous backward; pass retain_graph = true to the first"));
+    const std::vector<std::shared_ptr<detail::Node<T>>> order = topological_order();
+    node_->accumulate(seed.clone());
+    for (const auto& n : order) {  // outputs first
+      if (n->is_leaf) continue;
+      if (n->freed)
+        throw AutogradError(detail::concat("backward: reached the output of ", n->op,
+                                   ", whose graph was already freed by a previous backward"));
+      if (n->grad.defined() && n->backward_fn) {
+        const Tensor<T> g = std::move(n->grad);
+        n->grad = Tensor<T>();
+        n->backward_fn(g);
+      }
+      n->grad = Tensor<T>();  // non-leaf gradients are not kept (torch's retain_grad is not offered)
+      if (!retain_graph) {
+        n->backward_fn = nullptr;
+        n->parents.clear();
+        n->freed = true;
+      }
+    }
+  }
+
+  /// The node handle, for the engine and tests.
+  const std::shared_ptr<detail::Node<T>>& node_ptr() const { return node_; }
+
+ private:
+  detail::Node<T>& node() const {
+    if (!node_) throw AutogradError("Var: use of an undefined Var");
+    return *node_;
+  }
+
+  /// Nodes reachable from this one through parents, each after all of its consumers (reverse post-order of an
+  /// iterative depth-first search).
+  std::vector<std::shared_ptr<detail::Node<T>>> topological_order() const {
+    // Owning pointers: freeing a node's parents during backward must not destroy nodes still to be visited.
+    std::vector<std::shared_ptr<detail::Node<T>>> post;
+    std::vector<std::pair<std::shared_ptr<detail::Node<T>>, std::size_t>> stack;
+    stack.emplace_back(node_, 0);
+    node_->visit_mark = true;
+    while (!stack.empty()) {
+      auto& top = stack.back();
+      if (top.second < top.first->parents.size()) {
+        const std::shared_ptr<detail::Node<T>>& p = top.first->parents[top.second++];
+        if (!p->visit_mark) {
+          p->visit_mark = true;
+          stack.emplace_back(p, 0);  // may reallocate: 'top' is not used after this
+        }
+      } else {
+        post.push_back(std::move(top.first));
+        stack.pop_back();
+      }
+    }
+    for (auto& n : post) n->visit_mark = false;
+    std::reverse(post.begin(), post.end());
+    return post;
+  }
+
+  std::shared_ptr<detail::Node<T>> node_;
+};
+
+}  // namespace eigenformer
