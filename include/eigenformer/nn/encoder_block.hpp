@@ -1,0 +1,91 @@
+// One transformer encoder layer with the options, parameter names and arithmetic of
+// torch.nn.TransformerEncoderLayer: self-attention and feed-forward sublayers with residuals, post-norm (the
+// default, "Attention Is All You Need") or pre-norm (norm_first).
+#pragma once
+
+#include <cstdint>
+
+#include "eigenformer/nn/attention.hpp"
+#include "eigenformer/nn/dropout.hpp"
+#include "eigenformer/nn/feed_forward.hpp"
+#include "eigenformer/nn/layer_norm.hpp"
+#include "eigenformer/nn/module.hpp"
+#include "eigenformer/ops/elementwise.hpp"
+#include "eigenformer/ops/layout.hpp"
+
+namespace eigenformer::nn {
+
+/// A self-attention + feed-forward block over (B, T, C) inputs (or (T, B, C) when batch_first is false).
+template <typename T = float>
+struct EncoderBlock : Module<EncoderBlock<T>, T> {
+  struct Options {
+    Index d_model = 512;
+    Index nhead = 8;
+    Index dim_feedforward = 2048;
+    T dropout = T(0.1);
+    Activation activation = Activation::relu;
+    T layer_norm_eps = T(1e-5);
+    bool batch_first = true;
+    bool norm_first = false;
+    std::uint64_t seed = 0;  // seeds the block's dropout generators
+  };
+
+  EncoderBlock() = default;
+  EncoderBlock(const Options& o, Generator& gen) : options(o) {
+    if (o.d_model <= 0 || o.nhead <= 0 || o.d_model % o.nhead != 0)
+      throw ValueError(eigenformer::detail::concat("EncoderBlock: d_model is ", o.d_model, ", nhead is ", o.nhead,
+                                                   ", expected d_model > 0 divisible by nhead"));
+    if (o.dim_feedforward <= 0)
+      throw ValueError(eigenformer::detail::concat("EncoderBlock: dim_feedforward is ", o.dim_feedforward,
+                                                   ", expected > 0"));
+    self_attn = MultiHeadAttention<T>({o.d_model, o.nhead, o.dropout, true, o.seed * 4 + 1}, gen);
+    ff = FeedForward<T>({o.d_model, o.dim_feedforward, o.activation, o.dropout, o.seed * 4 + 2}, gen);
+    norm1 = LayerNorm<T>({o.d_model, o.layer_norm_eps, true});
+    norm2 = LayerNorm<T>({o.d_model, o.layer_norm_eps, true});
+    dropout1 = Dropout<T>({o.dropout, o.seed * 4 + 3});
+    dropout2 = Dropout<T>({o.dropout, o.seed * 4 + 4});
+  }
+
+  /// x: (B, T, C) (or (T, B, C) when batch_first is false); mask.key_padding (B, T) with true = padding.
+  Var<T> forward(const Var<T>& x, const AttentionMask<T>& mask = {}) {
+    if (!options.batch_first) return transpose(forward_batch_first(transpose(x, 0, 1), mask), 0, 1);
+    return forward_batch_first(x, mask);
+  }
+
+  template <typename F>
+  void visit_parameters(F&& f) {
+    self_attn.visit_parameters(detail::prefixed("self_attn.", f));
+    ff.visit_parameters(f);  // linear1.*, linear2.*: direct children of the layer in PyTorch
+    norm1.visit_parameters(detail::prefixed("norm1.", f));
+    norm2.visit_parameters(detail::prefixed("norm2.", f));
+  }
+  void set_training(bool on) {
+    self_attn.train(on);
+    ff.train(on);
+    dropout1.train(on);
+    dropout2.train(on);
+  }
+
+  Options options;
+  MultiHeadAttention<T> self_attn;
+  FeedForward<T> ff;
+  LayerNorm<T> norm1, norm2;
+  Dropout<T> dropout1, dropout2;
+
+ private:
+  Var<T> forward_batch_first(const Var<T>& x, const AttentionMask<T>& mask) {
+    if (x.dim() != 3 || x.size(2) != options.d_model)
+      throw ShapeError(eigenformer::detail::concat("EncoderBlock: x is ", to_string(x.shape()), ", expected (B, T, ",
+                                                   options.d_model, ")"));
+    auto sa = [&](const Var<T>& h) { return dropout1.forward(self_attn.forward(h, mask).output); };
+    auto ffb = [&](const Var<T>& h) { return dropout2.forward(ff.forward(h)); };
+    if (options.norm_first) {
+      const Var<T> h = add(x, sa(norm1.forward(x)));
+      return add(h, ffb(norm2.forward(h)));
+    }
+    const Var<T> h = norm1.forward(add(x, sa(x)));
+    return norm2.forward(add(h, ffb(h)));
+  }
+};
+
+}  // namespace eigenformer::nn

@@ -1,0 +1,56 @@
+// Position-wise feed-forward network: Linear -> activation -> dropout -> Linear, the inner part of
+// torch.nn.TransformerEncoderLayer (parameters linear1 and linear2).
+#pragma once
+
+#include <cstdint>
+
+#include "eigenformer/nn/dropout.hpp"
+#include "eigenformer/nn/linear.hpp"
+#include "eigenformer/nn/module.hpp"
+#include "eigenformer/ops/activation.hpp"
+
+namespace eigenformer::nn {
+
+/// The nonlinearity of a feed-forward block (torch's "relu" and "gelu" (exact erf form)).
+enum class Activation { relu, gelu };
+
+/// Applies the activation.
+template <typename T>
+Var<T> activate(const Var<T>& x, Activation a) {
+  return a == Activation::relu ? relu(x) : gelu(x);
+}
+
+/// y = linear2(dropout(activation(linear1(x)))), x: (..., d_model).
+template <typename T = float>
+struct FeedForward : Module<FeedForward<T>, T> {
+  struct Options {
+    Index d_model = 0;
+    Index dim_feedforward = 2048;
+    Activation activation = Activation::relu;
+    T dropout = T(0.1);
+    std::uint64_t seed = 0;
+  };
+
+  FeedForward() = default;
+  FeedForward(const Options& o, Generator& gen) : options(o) {
+    linear1 = Linear<T>({o.d_model, o.dim_feedforward, true}, gen);
+    dropout = Dropout<T>({o.dropout, o.seed});
+    linear2 = Linear<T>({o.dim_feedforward, o.d_model, true}, gen);
+  }
+
+  Var<T> forward(const Var<T>& x) { return linear2.forward(dropout.forward(activate(linear1.forward(x), options.activation))); }
+
+  template <typename F>
+  void visit_parameters(F&& f) {
+    linear1.visit_parameters(detail::prefixed("linear1.", f));
+    linear2.visit_parameters(detail::prefixed("linear2.", f));
+  }
+  void set_training(bool on) { dropout.train(on); }
+
+  Options options;
+  Linear<T> linear1;  // (dim_feedforward, d_model)
+  Dropout<T> dropout;
+  Linear<T> linear2;  // (d_model, dim_feedforward)
+};
+
+}  // namespace eigenformer::nn

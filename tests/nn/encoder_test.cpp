@@ -1,0 +1,152 @@
+#include <thread>
+
+#include "eigenformer/nn/encoder_classifier.hpp"
+#include "eigenformer/ops/loss.hpp"
+#include "support/test_support.hpp"
+
+using namespace eigenformer;
+using eigenformer::testing::random_var;
+using Inputs = std::vector<Var<double>>;
+
+namespace {
+
+template <typename M>
+Inputs parameters_of(M& m) {
+  Inputs out;
+  for (auto& [n, p] : m.named_parameters()) out.push_back(p);
+  return out;
+}
+
+nn::EncoderClassifier<float>::Options seed_options() {
+  return {};  // the defaults are the seed demo's MiniTransformerClassifier
+}
+
+}  // namespace
+
+TEST(EncoderBlock, PostNormAndPreNormPassGradcheck) {
+  for (bool norm_first : {false, true})
+    for (auto act : {nn::Activation::relu, nn::Activation::gelu}) {
+      Generator gen(1);
+      nn::EncoderBlock<double> block({4, 2, 6, 0.0, act, 1e-5, true, norm_first}, gen);
+      Var<double> x = random_var({2, 3, 4}, 2);
+      AttentionMask<double> m;
+      m.key_padding = Tensor<bool>::from({false, false, false, false, false, true}, {2, 3});
+      Inputs in = parameters_of(block);
+      in.push_back(x);
+      EXPECT_GRADCHECK([&](const Inputs&) { return block.forward(x, m); }, in);
+    }
+}
+
+TEST(EncoderBlock, BatchFirstFalseTakesTimeMajorInput) {
+  Generator g1(3), g2(3);
+  nn::EncoderBlock<double> bf({4, 2, 8, 0.0}, g1);
+  auto o = bf.options;
+  o.batch_first = false;
+  nn::EncoderBlock<double> tf(o, g2);
+  Var<double> x = random_var({2, 5, 4}, 4);
+  const Tensor<double> a = bf.forward(x).value();
+  const Tensor<double> b = transpose(tf.forward(transpose(x, 0, 1)), 0, 1).value();
+  EXPECT_TRUE(a.allclose(b, 1e-12, 1e-12));
+}
+
+TEST(EncoderBlock, ParameterNamesFollowTransformerEncoderLayer) {
+  Generator gen(5);
+  nn::EncoderBlock<float> block({8, 2, 16}, gen);
+  std::vector<std::string> names;
+  for (auto& [n, p] : block.named_parameters()) names.push_back(n);
+  EXPECT_EQ(names, (std::vector<std::string>{"self_attn.in_proj_weight", "self_attn.in_proj_bias",
+                                             "self_attn.out_proj.weight", "self_attn.out_proj.bias", "linear1.weight",
+                                             "linear1.bias", "linear2.weight", "linear2.bias", "norm1.weight",
+                                             "norm1.bias", "norm2.weight", "norm2.bias"}));
+}
+
+TEST(EncoderClassifier, SeedConfigurationHasPyTorchNamesAndCount) {
+  nn::EncoderClassifier<float> model(seed_options());
+  auto params = model.named_parameters();
+  ASSERT_EQ(params.size(), 1u + 2 * 12 + 4);
+  EXPECT_EQ(params[0].first, "embedding.weight");
+  EXPECT_EQ(params[1].first, "encoder.layers.0.self_attn.in_proj_weight");
+  EXPECT_EQ(params[5].first, "encoder.layers.0.linear1.weight");
+  EXPECT_EQ(params[24].first, "encoder.layers.1.norm2.bias");
+  EXPECT_EQ(params[25].first, "classifier.0.weight");
+  EXPECT_EQ(params[28].first, "classifier.1.bias");
+  // The seed's MiniTransformerClassifier in PyTorch: sum(p.numel() for p in model.parameters()) == 18818.
+  EXPECT_EQ(model.parameter_count(), 18818);
+}
+
+TEST(EncoderClassifier, VariantsPassGradcheck) {
+  nn::EncoderClassifier<double>::Options o;
+  o.vocab_size = 9;
+  o.max_len = 6;
+  o.d_model = 4;
+  o.nhead = 2;
+  o.num_layers = 1;
+  o.dim_feedforward = 5;
+  o.dropout = 0.0;
+  o.num_classes = 3;
+  const Tensor<std::int64_t> ids = Tensor<std::int64_t>::from({1, 2, 3, 4, 5, 6, 0, 0}, {2, 4});
+  const Tensor<bool> pad = Tensor<bool>::from({false, false, false, false, false, false, true, true}, {2, 4});
+  const Tensor<std::int64_t> labels = Tensor<std::int64_t>::from({2, 0}, {2});
+  for (int variant = 0; variant < 3; ++variant) {
+    auto v = o;
+    if (variant == 1) {
+      v.positional = nn::PositionalKind::learned;
+      v.pooling = nn::Pooling::mean;
+      v.norm_first = true;
+      v.final_norm = true;
+      v.activation = nn::Activation::gelu;
+    } else if (variant == 2) {
+      v.positional = nn::PositionalKind::sinusoidal;
+      v.pooler = true;
+    }
+    nn::EncoderClassifier<double> model(v);
+    EXPECT_GRADCHECK([&](const Inputs&) { return cross_entropy(model.forward(ids, pad), labels); },
+                     parameters_of(model));
+  }
+}
+
+TEST(EncoderClassifier, BadIdsAndLengthsThrowNamingIdPositionAndLimit) {
+  auto o = seed_options();
+  o.max_len = 4;
+  nn::EncoderClassifier<float> model(o);
+  EXPECT_THROW_WITH(model.forward(Tensor<std::int64_t>::from({1, 2, 50, 3}, {2, 2})), ValueError,
+                    {"token id 50", "(1, 0)", "vocab_size = 50"});
+  EXPECT_THROW_WITH(model.forward(Tensor<std::int64_t>::from({1, -2}, {1, 2})), ValueError, {"token id -2", "(0, 1)"});
+  EXPECT_THROW_WITH(model.forward(Tensor<std::int64_t>::zeros({1, 5})), ValueError, {"sequence length 5", "max_len 4"});
+  EXPECT_THROW_WITH(model.forward(Tensor<std::int64_t>::zeros({1, 3}), Tensor<bool>::zeros({1, 4})), ShapeError,
+                    {"padding_mask", "(1, 4)", "(1, 3)"});
+}
+
+TEST(EncoderClassifier, DropoutOnlyInTrainingAndFreezingByPrefix) {
+  nn::EncoderClassifier<float> model(seed_options());
+  const Tensor<std::int64_t> ids = Tensor<std::int64_t>::from({1, 5, 2, 9, 3, 7, 8, 0}, {2, 4});
+  model.eval();
+  NoGradGuard no_grad;
+  const Tensor<float> a = model.forward(ids).value(), b = model.forward(ids).value();
+  EXPECT_TRUE(a.equal(b));
+  model.train();
+  EXPECT_FALSE(model.forward(ids).value().allclose(a, 1e-6, 1e-6));
+  EXPECT_EQ(model.freeze("encoder."), 24);
+  EXPECT_EQ(model.trainable_parameter_count(), 50 * 32 + 4 * 32 + 2);
+}
+
+TEST(EncoderClassifier, EvalForwardIsSafeFromSeveralThreads) {
+  auto o = seed_options();
+  o.positional = nn::PositionalKind::learned;
+  o.max_len = 16;
+  nn::EncoderClassifier<float> model(o);
+  model.eval();
+  Tensor<std::int64_t> ids = Tensor<std::int64_t>::empty({4, 16});
+  for (Index i = 0; i < ids.numel(); ++i) ids[i] = (i * 7) % 50;
+  Tensor<bool> pad = Tensor<bool>::zeros({4, 16});
+  pad(3, 15) = true;
+  const Tensor<float> expected = model.forward(ids, pad).value();
+  std::vector<Tensor<float>> results(4);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      for (int rep = 0; rep < 5; ++rep) results[t] = model.forward(ids, pad).value();
+    });
+  for (auto& th : threads) th.join();
+  for (const auto& r : results) EXPECT_TRUE(r.equal(expected));
+}

@@ -1,0 +1,142 @@
+#include "eigenformer/ops/attention.hpp"
+
+#include <cmath>
+
+#include "support/test_support.hpp"
+
+using namespace eigenformer;
+using eigenformer::testing::random_var;
+using Inputs = std::vector<Var<double>>;
+
+namespace {
+
+// Reference attention computed naively, element by element, with the same masking rules.
+Tensor<double> naive_attention(const Tensor<double>& q, const Tensor<double>& k, const Tensor<double>& v,
+                               const AttentionMask<double>& m, Index H) {
+  const Index r = q.dim(), BH = q.numel() / (q.size(r - 2) * q.size(r - 1));
+  const Index Tq = q.size(r - 2), D = q.size(r - 1), S = k.size(r - 2), Dv = v.size(r - 1);
+  Shape os = q.shape();
+  os[r - 1] = Dv;
+  Tensor<double> out(os);
+  for (Index bh = 0; bh < BH; ++bh)
+    for (Index t = 0; t < Tq; ++t) {
+      std::vector<double> sc(S);
+      double mx = -INFINITY;
+      for (Index s = 0; s < S; ++s) {
+        double dot = 0;
+        for (Index d = 0; d < D; ++d) dot += q[(bh * Tq + t) * D + d] * k[(bh * S + s) * D + d];
+        sc[s] = dot / std::sqrt(double(D));
+        if (m.attn_bias.defined()) sc[s] += m.attn_bias[t * S + s];
+        if (m.attn_mask.defined() && m.attn_mask[t * S + s]) sc[s] = -INFINITY;
+        if (m.key_padding.defined() && m.key_padding[(bh / H) * S + s]) sc[s] = -INFINITY;
+        if (m.causal && s > t) sc[s] = -INFINITY;
+        mx = std::max(mx, sc[s]);
+      }
+      if (mx == -INFINITY) continue;  // fully masked: zeros
+      double z = 0;
+      for (Index s = 0; s < S; ++s) z += std::exp(sc[s] - mx);
+      for (Index e = 0; e < Dv; ++e) {
+        double acc = 0;
+        for (Index s = 0; s < S; ++s) acc += std::exp(sc[s] - mx) / z * v[(bh * S + s) * Dv + e];
+        out[(bh * Tq + t) * Dv + e] = acc;
+      }
+    }
+  return out;
+}
+
+}  // namespace
+
+TEST(ScaledDotProductAttention, MatchesNaiveComputationWithEveryMaskKind) {
+  Var<double> q = random_var({2, 3, 4, 5}, 1), k = random_var({2, 3, 6, 5}, 2), v = random_var({2, 3, 6, 7}, 3);
+  AttentionMask<double> m;
+  m.key_padding = Tensor<bool>::from({false, false, false, false, true, true, false, true, false, false, false, true},
+                                     {2, 6});
+  m.attn_mask = Tensor<bool>::zeros({4, 6});
+  m.attn_mask(1, 2) = true;
+  m.attn_bias = random_var({4, 6}, 4, false).value();
+  m.causal = true;
+  Tensor<double> probs;
+  AttentionOptions<double> opt;
+  opt.probs_out = &probs;
+  const Tensor<double> y = scaled_dot_product_attention(q, k, v, m, opt).value();
+  EXPECT_TRUE(y.allclose(naive_attention(q.value(), k.value(), v.value(), m, 3), 1e-12, 1e-12));
+  ASSERT_EQ(probs.shape(), (Shape{2, 3, 4, 6}));
+  for (Index row = 0; row < 2 * 3 * 4; ++row) {
+    double sum = 0;
+    for (Index s = 0; s < 6; ++s) sum += probs[row * 6 + s];
+    EXPECT_NEAR(sum, 1.0, 1e-12);
+  }
+  EXPECT_EQ(probs.at({0, 0, 0, 1}), 0.0);  // causal: query 0 sees key 0 only
+}
+
+TEST(ScaledDotProductAttention, PassesGradcheckWithMasksAndRank3) {
+  AttentionMask<double> m;
+  m.key_padding = Tensor<bool>::from({false, false, true, false, true, false}, {2, 3});
+  EXPECT_GRADCHECK([&](const Inputs& x) { return scaled_dot_product_attention(x[0], x[1], x[2], m); },
+                   Inputs{random_var({2, 2, 3, 4}, 5), random_var({2, 2, 3, 4}, 6), random_var({2, 2, 3, 5}, 7)});
+  AttentionMask<double> causal;
+  causal.causal = true;
+  EXPECT_GRADCHECK([&](const Inputs& x) { return scaled_dot_product_attention(x[0], x[1], x[2], causal); },
+                   Inputs{random_var({3, 4, 2}, 8), random_var({3, 4, 2}, 9), random_var({3, 4, 3}, 10)});
+  EXPECT_GRADCHECK([](const Inputs& x) { return scaled_dot_product_attention(x[0], x[1], x[2]); },
+                   Inputs{random_var({1, 1, 1}, 11), random_var({1, 1, 1}, 12), random_var({1, 1, 1}, 13)});
+}
+
+TEST(ScaledDotProductAttention, FullyMaskedRowGivesZerosAndFiniteGradients) {
+  AttentionMask<double> m;
+  m.key_padding = Tensor<bool>::from({true, true, true, false, false, true}, {2, 3});
+  Var<double> q = random_var({2, 2, 3}, 14), k = random_var({2, 3, 3}, 15), v = random_var({2, 3, 4}, 16);
+  Var<double> y = scaled_dot_product_attention(q, k, v, m);
+  for (Index i = 0; i < 2 * 4; ++i) EXPECT_EQ(y.value()[i], 0.0);  // batch 0: every key is padding
+  y.backward(Tensor<double>::ones(y.shape()));
+  for (const auto* g : {&q.grad(), &k.grad(), &v.grad()})
+    for (Index i = 0; i < g->numel(); ++i) EXPECT_TRUE(std::isfinite((*g)[i]));
+  EXPECT_GRADCHECK([&](const Inputs& x) { return scaled_dot_product_attention(x[0], x[1], x[2], m); },
+                   Inputs{q, k, v});
+}
+
+TEST(ScaledDotProductAttention, DropoutIsSeededInvertedAndPassesGradcheck) {
+  Var<double> q = random_var({2, 5, 4}, 17), k = random_var({2, 5, 4}, 18), v = random_var({2, 5, 3}, 19);
+  auto run = [](const Inputs& x) {
+    Generator gen(42);
+    AttentionOptions<double> opt;
+    opt.dropout = 0.3;
+    opt.gen = &gen;
+    return scaled_dot_product_attention(x[0], x[1], x[2], {}, opt);
+  };
+  EXPECT_TRUE(run({q, k, v}).value().equal(run({q, k, v}).value()));
+  EXPECT_FALSE(run({q, k, v}).value().allclose(scaled_dot_product_attention(q, k, v).value()));
+  EXPECT_GRADCHECK(run, Inputs{q, k, v});
+}
+
+TEST(ScaledDotProductAttention, BadShapesAndOptionsThrow) {
+  Var<float> q(Tensor<float>::zeros({2, 3, 4})), k(Tensor<float>::zeros({2, 5, 4})), v(Tensor<float>::zeros({2, 5, 6}));
+  EXPECT_THROW_WITH(scaled_dot_product_attention(q, Var<float>(Tensor<float>::zeros({2, 5, 3})), v), ShapeError,
+                    {"scaled_dot_product_attention", "(2, 3, 4)", "(2, 5, 3)"});
+  EXPECT_THROW_WITH(scaled_dot_product_attention(q, k, Var<float>(Tensor<float>::zeros({2, 4, 6}))), ShapeError,
+                    {"scaled_dot_product_attention", "sequence lengths"});
+  AttentionMask<float> m;
+  m.key_padding = Tensor<bool>::zeros({2, 4});
+  EXPECT_THROW_WITH(scaled_dot_product_attention(q, k, v, m), ShapeError, {"key_padding", "(2, 4)", "(2, 5)"});
+  AttentionOptions<float> opt;
+  opt.dropout = 0.5f;
+  EXPECT_THROW_WITH(scaled_dot_product_attention(q, k, v, {}, opt), ValueError, {"generator"});
+  opt.dropout = 1.5f;
+  EXPECT_THROW_WITH(scaled_dot_product_attention(q, k, v, {}, opt), ValueError, {"dropout", "1.5"});
+}
+
+TEST(HeadSplit, SplitAndMergeAreInversesAndPassGradcheck) {
+  Var<double> qkv = random_var({2, 3, 12}, 20);
+  const auto parts = split_qkv_heads(qkv, 2);
+  ASSERT_EQ(parts.size(), 3u);
+  EXPECT_EQ(parts[1].shape(), (Shape{2, 2, 3, 2}));
+  EXPECT_EQ(parts[1].value().at({1, 1, 2, 0}), qkv.value().at({1, 2, 4 + 2}));  // k block, head 1, dim 0
+  Var<double> x = random_var({2, 3, 6}, 21);
+  EXPECT_TRUE(merge_heads(split_heads(x, 3)).value().equal(x.value()));
+  EXPECT_GRADCHECK([](const Inputs& v) { return split_heads(v[0], 3); }, Inputs{x});
+  EXPECT_GRADCHECK([](const Inputs& v) { return merge_heads(v[0]); }, Inputs{random_var({2, 3, 1, 2}, 22)});
+  for (int j = 0; j < 3; ++j)
+    EXPECT_GRADCHECK([j](const Inputs& v) { return split_qkv_heads(v[0], 2)[j]; }, Inputs{qkv});
+  EXPECT_THROW_WITH(split_heads(x, 4), ShapeError, {"split_heads", "(2, 3, 6)"});
+  EXPECT_THROW_WITH(split_qkv_heads(x, 4), ShapeError, {"split_qkv_heads", "(2, 3, 6)"});
+}
