@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cmath>
+#include <limits>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -31,21 +32,29 @@ struct GradcheckResult {
 
 /// Compares the Jacobian that backward() computes for f with central differences, entry by entry, for every
 /// input that requires grad. f must be deterministic (reseed any dropout inside it). Throws ValueError when no
-/// input requires grad or f's output does not depend on them.
+/// input requires grad, f's output does not depend on them, or an option is out of range. Records a graph even
+/// inside a NoGradGuard.
 template <typename F>
 GradcheckResult gradcheck(F&& f, const std::vector<Var<double>>& inputs, const GradcheckOptions& opt = {}) {
   bool any = false;
   for (const auto& in : inputs) any = any || (in.defined() && in.requires_grad());
   if (!any) throw ValueError("gradcheck: no input requires grad");
+  if (!(opt.eps > 0) || !std::isfinite(opt.eps))
+    throw ValueError(detail::concat("gradcheck: eps is ", opt.eps, ", expected a finite eps > 0"));
+  if (!(opt.atol >= 0) || !(opt.rtol >= 0))
+    throw ValueError(detail::concat("gradcheck: atol is ", opt.atol, ", rtol is ", opt.rtol, ", expected both >= 0"));
 
+  EnableGradGuard enable_grad;
   Var<double> probe = f(inputs);
   const Index m = probe.numel();
   const Shape out_shape = probe.shape();
 
   GradcheckResult res;
   auto consider = [&](Index i, Index k, Index j, double a, double n) {
-    double ratio = std::abs(a - n) / (opt.atol + opt.rtol * std::abs(n));
-    if (std::isnan(ratio)) ratio = INFINITY;  // a NaN anywhere fails the check
+    const double err = std::abs(a - n);
+    // err == 0 passes even with zero tolerances (0 / 0); a NaN anywhere fails the check.
+    double ratio = err == 0 ? 0.0 : err / (opt.atol + opt.rtol * std::abs(n));
+    if (std::isnan(ratio)) ratio = std::numeric_limits<double>::infinity();
     if (res.input < 0 || ratio > res.worst_ratio) {
       res.worst_ratio = ratio;
       res.input = i;

@@ -10,6 +10,7 @@
 #include <functional>
 #include <initializer_list>
 #include <memory>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -60,8 +61,9 @@ struct Node {
   /// grad += g, taking over g's buffer when nothing else shares it.
   void accumulate(Tensor<T>&& g) {
     if (g.shape() != value.shape())
-      throw AutogradError(detail::concat("backward of ", op, ": gradient is ", to_string(g.shape()), ", value is ",
-                                 to_string(value.shape())));
+      throw AutogradError(detail::concat("accumulate_grad: gradient is ", to_string(g.shape()), ", expected ",
+                                         to_string(value.shape()), ", the shape of ",
+                                         is_leaf ? std::string("a leaf") : detail::concat("the output of ", op)));
     if (!grad.defined())
       grad = g.is_unique() ? std::move(g) : g.clone();
     else
@@ -177,7 +179,11 @@ class Var {
       if (n->grad.defined() && n->backward_fn) {
         const Tensor<T> g = std::move(n->grad);
         n->grad = Tensor<T>();
-        n->backward_fn(g);
+        try {
+          n->backward_fn(g);
+        } catch (const AutogradError& e) {  // say whose backward misbehaved: accumulate_grad only knows the input
+          throw AutogradError(detail::concat("backward of ", n->op, ": ", e.what()));
+        }
       }
       n->grad = Tensor<T>();  // non-leaf gradients are not kept (torch's retain_grad is not offered)
       if (!retain_graph) {

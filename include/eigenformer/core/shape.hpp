@@ -2,6 +2,7 @@
 #pragma once
 
 #include <initializer_list>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -32,10 +33,21 @@ inline Index numel(const Shape& s) {
 
 namespace detail {
 
-/// Throws ValueError unless every dimension is non-negative.
+/// Throws ValueError unless every dimension is non-negative and the element count fits in Index.
 inline void check_valid_shape(const char* fn, const Shape& s) {
-  for (Index d : s)
+  bool empty = false;
+  for (Index d : s) {
     if (d < 0) throw ValueError(concat(fn, ": shape ", to_string(s), " has a negative dimension"));
+    empty = empty || d == 0;
+  }
+  if (empty) return;
+  Index n = 1;
+  for (Index d : s) {
+    if (n > std::numeric_limits<Index>::max() / d)  // numel() would overflow (undefined behaviour)
+      throw ValueError(concat(fn, ": shape ", to_string(s), " has too many elements (more than ",
+                              std::numeric_limits<Index>::max(), ")"));
+    n *= d;
+  }
 }
 
 /// Maps a possibly negative axis into [0, rank); throws ValueError naming the function when out of range.

@@ -133,7 +133,7 @@ Var<T> sqrt(const Var<T>& x) {
   return detail::unary_map("sqrt", x, [](T v) { return std::sqrt(v); }, [](T, T y) { return T(0.5) / y; });
 }
 
-/// x^p for a scalar exponent p; the gradient at x = 0 is 0 for p >= 1 (PyTorch's convention).
+/// x^p for a scalar exponent p (p = 0 gives gradient 0 everywhere, as PyTorch does, even at x = 0).
 template <typename T>
 Var<T> pow(const Var<T>& x, T p) {
   return detail::unary_map(

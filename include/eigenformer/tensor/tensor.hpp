@@ -45,30 +45,19 @@ class Tensor {
   Tensor() = default;
 
   /// A zero-filled tensor of the given shape.
-  explicit Tensor(const Shape& shape) : Tensor(empty(shape)) { fill(T(0)); }
+  explicit Tensor(const Shape& shape) : Tensor(allocate("Tensor", shape)) { fill(T(0)); }
 
   /// Uninitialized storage of the given shape: for kernels that write every element.
-  static Tensor empty(const Shape& shape) {
-    detail::check_valid_shape("Tensor", shape);
-    Tensor t;
-    t.shape_ = shape;
-    t.numel_ = eigenformer::numel(shape);
-    t.data_ = detail::allocate_buffer<T>(t.numel_);
-    return t;
-  }
-  static Tensor zeros(const Shape& shape) { return full(shape, T(0)); }
-  static Tensor ones(const Shape& shape) { return full(shape, T(1)); }
-  static Tensor full(const Shape& shape, T value) {
-    Tensor t = empty(shape);
-    t.fill(value);
-    return t;
-  }
+  static Tensor empty(const Shape& shape) { return allocate("Tensor::empty", shape); }
+  static Tensor zeros(const Shape& shape) { return filled("Tensor::zeros", shape, T(0)); }
+  static Tensor ones(const Shape& shape) { return filled("Tensor::ones", shape, T(1)); }
+  static Tensor full(const Shape& shape, T value) { return filled("Tensor::full", shape, value); }
   /// A rank-0 tensor holding one value.
   static Tensor scalar(T value) { return full(Shape{}, value); }
 
   /// A tensor of the given shape from values in row-major order; throws ShapeError if the counts differ.
   static Tensor from(const std::vector<T>& values, const Shape& shape) {
-    Tensor t = empty(shape);
+    Tensor t = allocate("Tensor::from", shape);
     if (static_cast<Index>(values.size()) != t.numel_)
       throw ShapeError(detail::concat("Tensor::from: got ", values.size(), " values for shape ", to_string(shape),
                                       ", expected ", t.numel_));
@@ -81,21 +70,31 @@ class Tensor {
   /// A rank-1 tensor holding the values.
   static Tensor from(const std::vector<T>& values) { return from(values, Shape{static_cast<Index>(values.size())}); }
 
-  /// Values drawn uniformly from [low, high) with the given engine (the same stream on every platform).
+  /// Values drawn uniformly from [low, high) with the given engine (the same stream on every platform); low ==
+  /// high gives low.
   static Tensor uniform(const Shape& shape, T low, T high, Generator& gen) {
     static_assert(std::is_floating_point_v<T>, "Tensor::uniform needs a floating-point tensor");
     if (!(low <= high))
       throw ValueError(detail::concat("Tensor::uniform: low is ", low, ", high is ", high, ", expected low <= high"));
-    Tensor t = empty(shape);
-    for (Index i = 0; i < t.numel_; ++i) t.data()[i] = low + (high - low) * static_cast<T>(unit_uniform(gen));
+    if (!std::isfinite(high - low))  // also catches an infinite bound
+      throw ValueError(detail::concat("Tensor::uniform: low is ", low, ", high is ", high,
+                                      ", expected finite bounds whose difference is finite"));
+    Tensor t = allocate("Tensor::uniform", shape);
+    // Rounding can carry low + (high - low) * u up to high (u < 1 is rounded to T first): the largest value below
+    // high keeps the interval half-open.
+    const T below_high = low < high ? std::nextafter(high, low) : low;
+    for (Index i = 0; i < t.numel_; ++i)
+      t.data()[i] = std::min(below_high, low + (high - low) * static_cast<T>(unit_uniform(gen)));
     return t;
   }
   /// Values drawn from N(mean, stddev^2) with the given engine (Box-Muller; the same stream on every platform).
   static Tensor normal(const Shape& shape, T mean, T stddev, Generator& gen) {
     static_assert(std::is_floating_point_v<T>, "Tensor::normal needs a floating-point tensor");
-    if (!(stddev >= 0))
-      throw ValueError(detail::concat("Tensor::normal: stddev is ", stddev, ", expected stddev >= 0"));
-    Tensor t = empty(shape);
+    if (!(stddev >= 0) || !std::isfinite(stddev))
+      throw ValueError(detail::concat("Tensor::normal: stddev is ", stddev, ", expected a finite stddev >= 0"));
+    if (!std::isfinite(mean))
+      throw ValueError(detail::concat("Tensor::normal: mean is ", mean, ", expected a finite mean"));
+    Tensor t = allocate("Tensor::normal", shape);
     constexpr double two_pi = 6.283185307179586476925286766559;
     for (Index i = 0; i < t.numel_; i += 2) {
       const double u1 = 1.0 - unit_uniform(gen);  // (0, 1]: log(u1) is finite
@@ -174,6 +173,7 @@ class Tensor {
   /// A copy with another element type.
   template <typename U>
   Tensor<U> cast() const {
+    if (!defined()) return Tensor<U>();
     Tensor<U> t = Tensor<U>::empty(shape_);
     for (Index i = 0; i < numel_; ++i) t.data()[i] = static_cast<U>(data()[i]);
     return t;
@@ -182,18 +182,22 @@ class Tensor {
   bool is_unique() const { return data_.use_count() == 1; }
   bool shares_buffer_with(const Tensor& other) const { return data_ == other.data_; }
 
-  /// The whole buffer as a (numel / last, last) row-major matrix; a rank-0 or rank-1 tensor is one row.
+  /// The whole buffer as a (product of the leading dims, last) row-major matrix; a rank-0 or rank-1 tensor is one
+  /// row.
   MatrixMap matrix() { return MatrixMap(data(), rows(), cols()); }
   ConstMatrixMap matrix() const { return ConstMatrixMap(data(), rows(), cols()); }
-  /// Matrix b of the last two dimensions, leading dimensions flattened into b (rank >= 2).
+  /// Matrix b of the last two dimensions, leading dimensions flattened into b (rank >= 2; unchecked like
+  /// operator(), asserted in debug builds).
   MatrixMap matrix(Index b) {
     EIGENFORMER_ASSERT(dim() >= 2);
     const Index r = shape_[dim() - 2], c = shape_[dim() - 1];
+    EIGENFORMER_ASSERT(b >= 0 && (b + 1) * r * c <= numel_);
     return MatrixMap(data() + b * r * c, r, c);
   }
   ConstMatrixMap matrix(Index b) const {
     EIGENFORMER_ASSERT(dim() >= 2);
     const Index r = shape_[dim() - 2], c = shape_[dim() - 1];
+    EIGENFORMER_ASSERT(b >= 0 && (b + 1) * r * c <= numel_);
     return ConstMatrixMap(data() + b * r * c, r, c);
   }
   /// The buffer as a flat Eigen array for coefficient-wise kernels.
@@ -226,19 +230,40 @@ class Tensor {
   bool equal(const Tensor& o) const {
     return shape_ == o.shape_ && std::equal(data(), data() + numel_, o.data());
   }
-  /// True when shapes match and |a - b| <= atol + rtol * |b| elementwise (NaNs never match).
+  /// True when shapes match and, elementwise, a == b or |a - b| <= atol + rtol * |b| with |a - b| finite
+  /// (torch.allclose: equal infinities match, opposite infinities and NaNs never do).
   bool allclose(const Tensor& o, double rtol = 1e-5, double atol = 1e-8) const {
     if (shape_ != o.shape_) return false;
     for (Index i = 0; i < numel_; ++i) {
       const double a = static_cast<double>(data()[i]), b = static_cast<double>(o.data()[i]);
-      if (!(std::abs(a - b) <= atol + rtol * std::abs(b))) return false;
+      const double err = std::abs(a - b);
+      if (!(a == b || (std::isfinite(err) && err <= atol + rtol * std::abs(b)))) return false;
     }
     return true;
   }
 
  private:
   Index cols() const { return shape_.empty() ? 1 : shape_.back(); }
-  Index rows() const { return cols() == 0 ? 0 : numel_ / cols(); }
+  /// Product of the leading dimensions (not numel / cols, which loses them when the last dimension is 0).
+  Index rows() const {
+    Index r = 1;
+    for (std::size_t i = 0; i + 1 < shape_.size(); ++i) r *= shape_[i];
+    return r;
+  }
+
+  static Tensor allocate(const char* fn, const Shape& shape) {
+    detail::check_valid_shape(fn, shape);
+    Tensor t;
+    t.shape_ = shape;
+    t.numel_ = eigenformer::numel(shape);
+    t.data_ = detail::allocate_buffer<T>(t.numel_);
+    return t;
+  }
+  static Tensor filled(const char* fn, const Shape& shape, T value) {
+    Tensor t = allocate(fn, shape);
+    t.fill(value);
+    return t;
+  }
 
   void check_same(const char* fn, const Tensor& o) const {
     if (shape_ != o.shape_)
@@ -275,6 +300,16 @@ class Tensor {
 namespace detail {
 
 template <typename T>
+void print_value(std::ostream& os, T v) {
+  if constexpr (std::is_same_v<T, bool>)
+    os << (v ? "true" : "false");
+  else if constexpr (std::is_floating_point_v<T>)
+    os << v;
+  else
+    os << static_cast<long long>(v);
+}
+
+template <typename T>
 void print_values(std::ostream& os, const Tensor<T>& t, Index axis, Index offset, Index indent) {
   constexpr Index kEdge = 3;  // long axes print their first and last three entries
   const Index n = t.shape()[axis];
@@ -286,13 +321,7 @@ void print_values(std::ostream& os, const Tensor<T>& t, Index axis, Index offset
       i = n - kEdge;
     }
     if (axis + 1 == t.dim()) {
-      const T v = t.data()[offset + i];
-      if constexpr (std::is_same_v<T, bool>)
-        os << (v ? "true" : "false");
-      else if constexpr (std::is_floating_point_v<T>)
-        os << v;
-      else
-        os << static_cast<long long>(v);
+      print_value(os, t.data()[offset + i]);
     } else {
       print_values(os, t, axis + 1, offset + i * stride, indent + 1);
     }
@@ -308,14 +337,13 @@ template <typename T>
 std::ostream& operator<<(std::ostream& os, const Tensor<T>& t) {
   if (!t.defined()) return os << "Tensor(undefined)";
   os << "Tensor(shape=" << to_string(t.shape()) << ") ";
-  if (t.dim() == 0) {
-    if constexpr (std::is_floating_point_v<T>) return os << t.data()[0];
-    else return os << static_cast<long long>(t.data()[0]);
-  }
   if (t.numel() == 0) return os << "[]";
   const std::streamsize prec = os.precision();
   os << std::setprecision(6);
-  detail::print_values(os, t, 0, 0, 0);
+  if (t.dim() == 0)
+    detail::print_value(os, t.data()[0]);
+  else
+    detail::print_values(os, t, 0, 0, 0);
   os.precision(prec);
   return os;
 }

@@ -1,0 +1,400 @@
+#include "eigenformer/autograd/var.hpp"
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#endif
+
+#include <cmath>
+#include <memory>
+#include <thread>
+
+#include "eigenformer/ops/elementwise.hpp"
+#include "support/test_support.hpp"
+
+using namespace eigenformer;
+
+namespace {
+
+// The sum of every element, written here with the op pattern so that these tests depend only on the engine and
+// elementwise.hpp.
+template <typename T>
+Var<T> sum_all(const Var<T>& x) {
+  Var<T> y(Tensor<T>::scalar(x.value().array().sum()), {x}, "sum_all");
+  const Shape shape = x.shape();
+  y.on_backward([x, shape](const Tensor<T>& dy) { x.accumulate_grad(Tensor<T>::full(shape, dy.item())); });
+  return y;
+}
+
+// An op whose backward produces a gradient of the wrong shape.
+Var<double> bad_shape_op(const Var<double>& x) {
+  Var<double> y(x.value().clone(), {x}, "bad_shape_op");
+  y.on_backward([x](const Tensor<double>&) { x.accumulate_grad(Tensor<double>::zeros({x.numel() + 1})); });
+  return y;
+}
+
+Var<double> leaf(std::initializer_list<double> values, bool requires_grad = true) {
+  return Var<double>(Tensor<double>::from(std::vector<double>(values)), requires_grad);
+}
+
+// Runs f on a thread whose stack is `bytes` large: deep recursion there crashes instead of passing silently.
+// Without POSIX threads f runs on the calling thread (a deep enough recursion still overflows the default stack).
+template <typename F>
+void run_with_small_stack(std::size_t bytes, F f) {
+#if defined(__unix__) || defined(__APPLE__)
+  pthread_attr_t attr;
+  ASSERT_EQ(pthread_attr_init(&attr), 0);
+  ASSERT_EQ(pthread_attr_setstacksize(&attr, bytes), 0);
+  auto trampoline = [](void* p) -> void* {
+    (*static_cast<F*>(p))();
+    return nullptr;
+  };
+  pthread_t thread;
+  ASSERT_EQ(pthread_create(&thread, &attr, +trampoline, &f), 0);
+  ASSERT_EQ(pthread_join(thread, nullptr), 0);
+  pthread_attr_destroy(&attr);
+#else
+  (void)bytes;
+  f();
+#endif
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------------------
+// Leaves and requires_grad
+
+TEST(Var, LeavesHoldTheirValueAndNoGradient) {
+  const Tensor<double> t = Tensor<double>::from({1, 2}, {2});
+  Var<double> a(t);
+  EXPECT_TRUE(a.defined());
+  EXPECT_TRUE(a.is_leaf());
+  EXPECT_FALSE(a.requires_grad());
+  EXPECT_FALSE(a.has_grad());
+  EXPECT_STREQ(a.op_name(), "leaf");
+  EXPECT_TRUE(a.value().shares_buffer_with(t));
+  EXPECT_EQ(a.shape(), Shape{2});
+  EXPECT_EQ(a.numel(), 2);
+  EXPECT_EQ(a.dim(), 1);
+  EXPECT_EQ(a.size(-1), 2);
+  Var<double> b(t, true);
+  EXPECT_TRUE(b.requires_grad());
+  EXPECT_TRUE(b.is_leaf());
+  EXPECT_EQ(Var<double>(Tensor<double>::scalar(3.0)).item(), 3.0);
+  b.set_requires_grad(false);
+  EXPECT_FALSE(b.requires_grad());
+  EXPECT_TRUE(b.set_requires_grad(true).requires_grad());
+}
+
+TEST(Var, UndefinedVarThrowsAutogradErrorOnUse) {
+  const Var<double> u;
+  EXPECT_FALSE(u.defined());
+  EXPECT_THROW_WITH(u.value(), AutogradError, {"undefined"});
+  EXPECT_THROW_WITH(u.requires_grad(), AutogradError, {"undefined"});
+  EXPECT_THROW_WITH(u.backward(), AutogradError, {"undefined"});
+}
+
+TEST(Var, RequiresGradPropagatesFromAnyInput) {
+  Var<double> c = leaf({1, 2}, false), g = leaf({3, 4}, true);
+  Var<double> y = mul(c, g);
+  EXPECT_TRUE(y.requires_grad());
+  EXPECT_FALSE(y.is_leaf());
+  EXPECT_STREQ(y.op_name(), "mul");
+  Var<double> z = exp(y);  // through a chain
+  EXPECT_TRUE(z.requires_grad());
+  Var<double> k = mul(c, c);  // no input requires grad: a leaf result, no graph
+  EXPECT_FALSE(k.requires_grad());
+  EXPECT_TRUE(k.is_leaf());
+  EXPECT_STREQ(k.op_name(), "mul");
+}
+
+TEST(Var, ResultsThatDoNotRequireGradDropTheirBackwardAndItsCaptures) {
+  auto sentinel = std::make_shared<int>(0);
+  Var<double> c = leaf({1}, false);
+  Var<double> y(c.value().clone(), {c}, "probe");
+  y.on_backward([sentinel](const Tensor<double>&) {});
+  EXPECT_EQ(sentinel.use_count(), 1);  // nothing recorded
+  Var<double> g = leaf({1}, true);
+  Var<double> z(g.value().clone(), {g}, "probe");
+  z.on_backward([sentinel](const Tensor<double>&) {});
+  EXPECT_EQ(sentinel.use_count(), 2);  // recorded
+}
+
+TEST(Var, SetRequiresGradOnANonLeafThrowsNamingTheOp) {
+  Var<double> x = leaf({1, 2});
+  Var<double> y = exp(x);
+  EXPECT_THROW_WITH(y.set_requires_grad(false), AutogradError, {"set_requires_grad", "leaves", "exp"});
+  EXPECT_TRUE(y.requires_grad());
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Grad mode
+
+TEST(GradMode, NoGradGuardRecordsNothing) {
+  Var<double> x = leaf({1, 2});
+  EXPECT_TRUE(is_grad_enabled());
+  Var<double> y;
+  {
+    NoGradGuard no_grad;
+    EXPECT_FALSE(is_grad_enabled());
+    y = exp(mul(x, x));
+  }
+  EXPECT_TRUE(is_grad_enabled());
+  EXPECT_FALSE(y.requires_grad());
+  EXPECT_TRUE(y.is_leaf());
+  EXPECT_TRUE(y.value().allclose(Tensor<double>::from({std::exp(1.0), std::exp(4.0)}, {2}), 1e-15));
+  EXPECT_TRUE(exp(x).requires_grad());  // recording is back
+}
+
+TEST(GradMode, IsThreadLocal) {
+  Var<double> x = leaf({1, 2});
+  NoGradGuard no_grad;
+  bool other_enabled = false, other_records = false;
+  std::thread t([&] {
+    other_enabled = is_grad_enabled();
+    other_records = exp(x).requires_grad();
+  });
+  t.join();
+  EXPECT_TRUE(other_enabled);
+  EXPECT_TRUE(other_records);
+  EXPECT_FALSE(exp(x).requires_grad());  // this thread still does not record
+}
+
+TEST(GradMode, GuardsNestAndEnableGradGuardReenables) {
+  {
+    NoGradGuard outer;
+    {
+      NoGradGuard inner;
+      EXPECT_FALSE(is_grad_enabled());
+    }
+    EXPECT_FALSE(is_grad_enabled());  // the inner guard restores the outer state, not "enabled"
+    {
+      EnableGradGuard enable;
+      EXPECT_TRUE(is_grad_enabled());
+      Var<double> x = leaf({1});
+      EXPECT_TRUE(exp(x).requires_grad());
+      {
+        NoGradGuard again;
+        EXPECT_FALSE(is_grad_enabled());
+      }
+      EXPECT_TRUE(is_grad_enabled());
+    }
+    EXPECT_FALSE(is_grad_enabled());
+  }
+  EXPECT_TRUE(is_grad_enabled());
+  {
+    EnableGradGuard enable;  // already enabled: stays enabled, and stays so after
+    EXPECT_TRUE(is_grad_enabled());
+  }
+  EXPECT_TRUE(is_grad_enabled());
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// detach and zero_grad
+
+TEST(Var, DetachSharesTheValueAndCutsTheGraph) {
+  Var<double> x = leaf({2, 3});
+  Var<double> d = x.detach();
+  EXPECT_TRUE(d.is_leaf());
+  EXPECT_FALSE(d.requires_grad());
+  EXPECT_TRUE(d.value().shares_buffer_with(x.value()));
+  Var<double> y = sum_all(mul(d, x));  // dy/dx counts only the non-detached factor: d
+  y.backward();
+  EXPECT_TRUE(x.grad().equal(Tensor<double>::from({2, 3}, {2})));
+  EXPECT_FALSE(d.has_grad());
+  Var<double> e = exp(x).detach();
+  EXPECT_TRUE(e.is_leaf());
+  EXPECT_FALSE(e.requires_grad());
+}
+
+TEST(Var, ZeroGradDropsOrZeroesTheGradient) {
+  Var<double> x = leaf({1, 2});
+  sum_all(mul(x, x)).backward();
+  ASSERT_TRUE(x.has_grad());
+  const double* buffer = x.grad().data();
+  x.zero_grad(false);  // zeroes in place, keeps the buffer
+  EXPECT_TRUE(x.has_grad());
+  EXPECT_EQ(x.grad().data(), buffer);
+  EXPECT_TRUE(x.grad().equal(Tensor<double>::zeros({2})));
+  sum_all(mul(x, x)).backward();
+  EXPECT_TRUE(x.grad().equal(Tensor<double>::from({2, 4}, {2})));
+  x.zero_grad();  // set_to_none, PyTorch's default
+  EXPECT_FALSE(x.has_grad());
+  x.zero_grad(false);  // nothing to zero: stays undefined
+  EXPECT_FALSE(x.has_grad());
+  sum_all(mul(x, x)).backward();
+  EXPECT_TRUE(x.grad().equal(Tensor<double>::from({2, 4}, {2})));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// backward
+
+TEST(Backward, NonScalarOutputWithoutSeedThrowsAutogradError) {
+  Var<double> x(Tensor<double>::ones({2, 3}), true);
+  EXPECT_THROW_WITH(exp(x).backward(), AutogradError, {"backward", "(2, 3)", "one element", "seed"});
+  EXPECT_FALSE(x.has_grad());
+}
+
+TEST(Backward, OneElementOutputsOfAnyRankNeedNoSeed) {
+  Var<double> x(Tensor<double>::from({3}, {1, 1}), true);
+  mul(x, x).backward();
+  EXPECT_TRUE(x.grad().equal(Tensor<double>::from({6}, {1, 1})));
+}
+
+TEST(Backward, OutputThatDoesNotRequireGradThrows) {
+  Var<double> c = leaf({1}, false);
+  EXPECT_THROW_WITH(exp(c).backward(), AutogradError, {"backward", "does not require grad"});
+}
+
+TEST(Backward, SeedOfTheWrongShapeThrowsShapeError) {
+  Var<double> x = leaf({1, 2});
+  EXPECT_THROW_WITH(exp(x).backward(Tensor<double>::ones({3})), ShapeError, {"backward", "seed is (3)", "(2)"});
+}
+
+TEST(Backward, ExplicitSeedWeightsTheGradient) {
+  // torch: x = [0.5, -1.5]; (x * x).backward([2, 3]) -> x.grad = [2, -9]
+  Var<double> x = leaf({0.5, -1.5});
+  mul(x, x).backward(Tensor<double>::from({2, 3}, {2}));
+  EXPECT_TRUE(x.grad().equal(Tensor<double>::from({2, -9}, {2})));
+}
+
+TEST(Backward, AValueUsedTwiceAccumulates) {
+  Var<double> x = leaf({1, -2, 3});
+  sum_all(mul(x, x)).backward();
+  EXPECT_TRUE(x.grad().equal(Tensor<double>::from({2, -4, 6}, {3})));
+  // Along two paths of different lengths: y = x + exp(x) -> 1 + e^x.
+  Var<double> z = leaf({0, 1});
+  sum_all(add(z, exp(z))).backward();
+  EXPECT_TRUE(z.grad().allclose(Tensor<double>::from({2.0, 1.0 + std::exp(1.0)}, {2}), 1e-15));
+}
+
+TEST(Backward, BackwardOnALeafAccumulatesTheSeed) {
+  Var<double> x = leaf({1, 2});
+  x.backward(Tensor<double>::from({3, 4}, {2}));
+  x.backward(Tensor<double>::from({1, 1}, {2}));
+  EXPECT_TRUE(x.grad().equal(Tensor<double>::from({4, 5}, {2})));
+}
+
+TEST(Backward, GradientsAccumulateAcrossTwoGraphsAsInPyTorch) {
+  // torch, float64: x = [1, 2, 3]; (x*x*x).sum().backward() -> [3, 12, 27]; then exp(x).sum().backward()
+  // -> [5.71828182845904465, 19.38905609893065218, 47.08553692318766792]
+  Var<double> x = leaf({1, 2, 3});
+  sum_all(mul(mul(x, x), x)).backward();
+  EXPECT_TRUE(x.grad().equal(Tensor<double>::from({3, 12, 27}, {3})));
+  sum_all(exp(x)).backward();
+  EXPECT_TRUE(x.grad().allclose(
+      Tensor<double>::from({5.71828182845904465, 19.38905609893065218, 47.08553692318766792}, {3}), 1e-15, 0));
+}
+
+TEST(Backward, GradientsDoNotAliasTheSeedOrEachOther) {
+  Var<double> a = leaf({1, 2}), b = leaf({3, 4});
+  const Tensor<double> seed = Tensor<double>::from({1, 1}, {2});
+  add(a, b).backward(seed);
+  EXPECT_FALSE(a.grad().shares_buffer_with(seed));
+  EXPECT_FALSE(a.grad().shares_buffer_with(b.grad()));
+  a.grad()[0] = 100;
+  EXPECT_EQ(b.grad()[0], 1.0);
+  EXPECT_EQ(seed[0], 1.0);
+}
+
+TEST(Backward, RetainGraphAllowsASecondBackward) {
+  Var<double> x = leaf({1, 2});
+  Var<double> y = sum_all(mul(x, x));
+  y.backward(/*retain_graph=*/true);
+  y.backward(true);
+  EXPECT_TRUE(x.grad().equal(Tensor<double>::from({4, 8}, {2})));  // 2 * 2x
+  y.backward();  // the last one frees the graph
+  EXPECT_TRUE(x.grad().equal(Tensor<double>::from({6, 12}, {2})));
+  EXPECT_THROW_WITH(y.backward(), AutogradError, {"backward", "freed", "retain_graph"});
+}
+
+TEST(Backward, WithoutRetainGraphASecondBackwardThrows) {
+  Var<double> x = leaf({1, 2});
+  Var<double> y = sum_all(exp(x));
+  y.backward();
+  EXPECT_THROW_WITH(y.backward(), AutogradError, {"backward", "sum_all", "freed"});
+  // Through a shared intermediate reached from another output: torch's "backward through the graph a second time".
+  Var<double> h = exp(x);
+  Var<double> a = sum_all(h), b = sum_all(neg(h));
+  a.backward();
+  EXPECT_THROW_WITH(b.backward(), AutogradError, {"backward", "exp", "freed"});
+}
+
+TEST(Backward, AGradientOfTheWrongShapeThrowsNamingTheOp) {
+  Var<double> x = leaf({1, 2});
+  EXPECT_THROW_WITH(sum_all(bad_shape_op(x)).backward(), AutogradError, {"backward of bad_shape_op", "gradient is (3)", "expected (2)", "a leaf"});
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Deep graphs and memory
+
+TEST(Backward, A200000NodeChainNeedsNoRecursion) {
+  // 256 KiB of stack: recursing once per node (in the sort, the backward loop or the destructors) would overflow it.
+  constexpr int kDepth = 200000;
+  double grad_after_backward = 0, grad_retained = 0;
+  bool freed_without_backward = false;
+  run_with_small_stack(256 * 1024, [&] {
+    {  // backward, then destruction of the freed graph
+      Var<double> x(Tensor<double>::scalar(1.0), true);
+      Var<double> y = x;
+      for (int i = 0; i < kDepth; ++i) y = add_scalar(y, 1e-6);
+      y = scale(y, 2.0);
+      y.backward();
+      grad_after_backward = x.grad().item();
+    }
+    {  // backward retaining the graph, then destruction of the whole chain
+      Var<double> x(Tensor<double>::scalar(1.0), true);
+      Var<double> y = x;
+      for (int i = 0; i < kDepth; ++i) y = neg(y);
+      y.backward(true);
+      grad_retained = x.grad().item();
+    }
+    {  // no backward at all: the chain is destroyed when y goes
+      Var<double> x(Tensor<double>::scalar(1.0), true);
+      std::weak_ptr<detail::Node<double>> first;
+      {
+        Var<double> y = exp(x);
+        first = y.node_ptr();
+        for (int i = 0; i < kDepth; ++i) y = mul(y, x);
+      }
+      freed_without_backward = first.expired();
+    }
+  });
+  EXPECT_EQ(grad_after_backward, 2.0);
+  EXPECT_EQ(grad_retained, 1.0);  // an even number of negations
+  EXPECT_TRUE(freed_without_backward);
+}
+
+TEST(Backward, TheGraphFreesItselfAfterBackward) {
+  Var<double> x = leaf({1, 2});
+  std::weak_ptr<detail::Node<double>> inner;
+  Var<double> y;
+  {
+    Var<double> h = exp(x);
+    inner = h.node_ptr();
+    y = sum_all(neg(h));
+  }
+  EXPECT_FALSE(inner.expired());  // the output still holds the graph
+  y.backward();
+  EXPECT_TRUE(inner.expired());   // freed by backward while y is still alive
+  EXPECT_TRUE(x.has_grad());      // leaves and their gradients stay
+  EXPECT_TRUE(y.value().defined());
+}
+
+TEST(Backward, TheGraphFreesItselfWhenTheOutputIsDropped) {
+  Var<double> x = leaf({1, 2});
+  std::weak_ptr<detail::Node<double>> inner, output;
+  {
+    Var<double> y;
+    {
+      Var<double> h = exp(x);
+      inner = h.node_ptr();
+      y = sum_all(mul(h, h));
+    }
+    output = y.node_ptr();
+    y.backward(/*retain_graph=*/true);
+    EXPECT_FALSE(inner.expired());  // retained
+  }
+  EXPECT_TRUE(inner.expired());
+  EXPECT_TRUE(output.expired());
+  EXPECT_EQ(x.node_ptr().use_count(), 1);  // no node of the dead graph still points at the leaf
+}
