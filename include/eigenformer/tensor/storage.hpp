@@ -1,11 +1,16 @@
-// Aligned, reference-counted element buffers shared by tensors and their reshaped views.
+// Aligned, reference-counted element buffers shared by tensors and their reshaped views, recycled through a
+// process-wide cache so that a training step that repeats the same shapes stops asking the system for memory
+// (large allocations would otherwise be fresh mmap'ed pages, zero-filled by the kernel on every step).
 #pragma once
 
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <type_traits>
+#include <unordered_map>
+#include <vector>
 
 #include "eigenformer/core/config.hpp"
 
@@ -15,16 +20,110 @@ namespace detail {
 /// Buffers are aligned to a cache line, which also satisfies every SIMD width Eigen uses (AVX-512 included).
 inline constexpr std::size_t kBufferAlignment = 64;
 
+/// A thread-safe cache of freed buffers, by size class. Size classes are the multiples of 64 bytes up to 4 KiB,
+/// then four per power of two (at most 25% slack), so that sequences of slightly different lengths share buffers.
+class BufferCache {
+ public:
+  static std::size_t size_class(std::size_t bytes) {
+    bytes = (bytes + kBufferAlignment - 1) / kBufferAlignment * kBufferAlignment;
+    if (bytes <= 4096) return bytes;
+    std::size_t p = 4096;
+    while (p * 2 < bytes) p *= 2;  // p < bytes <= 2p
+    const std::size_t step = p / 4;
+    return (bytes + step - 1) / step * step;
+  }
+
+  void* get(std::size_t bytes) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto it = free_.find(bytes);
+      if (it != free_.end() && !it->second.empty()) {
+        void* p = it->second.back();
+        it->second.pop_back();
+        cached_ -= bytes;
+        return p;
+      }
+    }
+    void* p = std::aligned_alloc(kBufferAlignment, bytes);
+    if (!p) {
+      release();  // give the cache back to the system and try once more
+      p = std::aligned_alloc(kBufferAlignment, bytes);
+      if (!p) throw std::bad_alloc();
+    }
+    return p;
+  }
+
+  void put(void* p, std::size_t bytes) noexcept {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (cached_ + bytes <= limit_) {
+        try {
+          free_[bytes].push_back(p);
+          cached_ += bytes;
+          return;
+        } catch (...) {  // no memory for the bookkeeping: free the buffer instead
+        }
+      }
+    }
+    std::free(p);
+  }
+
+  /// Frees every cached buffer.
+  void release() noexcept {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto& [bytes, list] : free_)
+      for (void* p : list) std::free(p);
+    free_.clear();
+    cached_ = 0;
+  }
+
+  void set_limit(std::size_t bytes) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      limit_ = bytes;
+      if (cached_ <= limit_) return;
+    }
+    release();
+  }
+  std::size_t limit() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return limit_;
+  }
+  std::size_t cached_bytes() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return cached_;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::unordered_map<std::size_t, std::vector<void*>> free_;
+  std::size_t cached_ = 0;
+  std::size_t limit_ = std::size_t(1) << 30;
+};
+
+/// The process-wide cache. Never destroyed (buffers may be released during static destruction); what it holds
+/// at exit stays reachable, so leak checkers do not report it.
+inline BufferCache& buffer_cache() {
+  static BufferCache* cache = new BufferCache();
+  return *cache;
+}
+
 /// Allocates n uninitialized elements; n == 0 gives an empty, non-null buffer.
 template <typename T>
 std::shared_ptr<T> allocate_buffer(Index n) {
   static_assert(std::is_trivially_copyable_v<T>, "tensor elements must be trivially copyable");
-  std::size_t bytes = static_cast<std::size_t>(n > 0 ? n : 1) * sizeof(T);
-  bytes = (bytes + kBufferAlignment - 1) / kBufferAlignment * kBufferAlignment;  // aligned_alloc requires it
-  void* p = std::aligned_alloc(kBufferAlignment, bytes);
-  if (!p) throw std::bad_alloc();
-  return std::shared_ptr<T>(static_cast<T*>(p), [](T* q) { std::free(q); });
+  const std::size_t bytes = BufferCache::size_class(static_cast<std::size_t>(n > 0 ? n : 1) * sizeof(T));
+  void* p = buffer_cache().get(bytes);
+  return std::shared_ptr<T>(static_cast<T*>(p), [bytes](T* q) { buffer_cache().put(q, bytes); });
 }
 
 }  // namespace detail
+
+/// Caps the memory that freed tensor buffers keep for reuse (default 1 GiB); 0 disables the cache.
+inline void set_buffer_cache_limit(std::size_t bytes) { detail::buffer_cache().set_limit(bytes); }
+/// Bytes currently held by the buffer cache.
+inline std::size_t buffer_cache_bytes() { return detail::buffer_cache().cached_bytes(); }
+/// Returns every cached buffer to the system.
+inline void release_buffer_cache() { detail::buffer_cache().release(); }
+
 }  // namespace eigenformer

@@ -1,0 +1,69 @@
+// Elementwise activations relu, gelu (exact erf form and tanh approximation), tanh and sigmoid, matching
+// torch.relu, torch.nn.functional.gelu(approximate='none' | 'tanh'), torch.tanh and torch.sigmoid.
+#pragma once
+
+#include <cmath>
+
+#include "eigenformer/ops/elementwise.hpp"
+
+namespace eigenformer {
+
+/// Which formula gelu() uses (torch.nn.functional.gelu's `approximate` argument).
+enum class GeluApproximation { none, tanh };
+
+/// max(x, 0); the gradient at 0 is 0 and NaN propagates, as in PyTorch.
+template <typename T>
+Var<T> relu(const Var<T>& x) {
+  return detail::unary_map(
+      "relu", x, [](T v) { return v < T(0) ? T(0) : v; }, [](T v, T) { return v > T(0) ? T(1) : T(0); });
+}
+
+/// Gaussian error linear unit (Hendrycks & Gimpel 2016): x * Phi(x), or its tanh approximation.
+template <typename T>
+Var<T> gelu(const Var<T>& x, GeluApproximation approx = GeluApproximation::none) {
+  constexpr T kSqrt1_2 = T(0.70710678118654752440);      // 1 / sqrt(2)
+  constexpr T kInvSqrt2Pi = T(0.39894228040143267794);   // 1 / sqrt(2 pi)
+  constexpr T kSqrt2OverPi = T(0.79788456080286535588);  // sqrt(2 / pi)
+  constexpr T kKappa = T(0.044715);
+  if (approx == GeluApproximation::none) {
+    // y = x Phi(x), Phi(x) = (1 + erf(x / sqrt 2)) / 2;  dy/dx = Phi(x) + x phi(x), phi the standard normal pdf.
+    return detail::unary_map(
+        "gelu", x, [=](T v) { return v * T(0.5) * (T(1) + std::erf(v * kSqrt1_2)); },
+        [=](T v, T) {
+          const T cdf = T(0.5) * (T(1) + std::erf(v * kSqrt1_2));
+          return cdf + v * kInvSqrt2Pi * std::exp(T(-0.5) * v * v);
+        });
+  }
+  // y = x (1 + tanh(u)) / 2 with u = sqrt(2/pi) (x + 0.044715 x^3);
+  // dy/dx = (1 + tanh u) / 2 + x (1 - tanh^2 u) sqrt(2/pi) (1 + 3 * 0.044715 x^2) / 2.
+  return detail::unary_map(
+      "gelu", x,
+      [=](T v) { return T(0.5) * v * (T(1) + std::tanh(kSqrt2OverPi * (v + kKappa * v * v * v))); },
+      [=](T v, T) {
+        const T t = std::tanh(kSqrt2OverPi * (v + kKappa * v * v * v));
+        return T(0.5) * (T(1) + t) + T(0.5) * v * (T(1) - t * t) * kSqrt2OverPi * (T(1) + T(3) * kKappa * v * v);
+      });
+}
+
+/// Hyperbolic tangent; dy/dx = 1 - y^2.
+template <typename T>
+Var<T> tanh(const Var<T>& x) {
+  return detail::unary_map(
+      "tanh", x, [](T v) { return std::tanh(v); }, [](T, T y) { return T(1) - y * y; });
+}
+
+/// Logistic sigmoid 1 / (1 + e^-x); dy/dx = y (1 - y).
+template <typename T>
+Var<T> sigmoid(const Var<T>& x) {
+  // exp only ever sees -|x|, so it cannot overflow: large |x| give 0 or 1 instead of inf / inf = NaN.
+  return detail::unary_map(
+      "sigmoid", x,
+      [](T v) {
+        if (v >= T(0)) return T(1) / (T(1) + std::exp(-v));
+        const T e = std::exp(v);
+        return e / (T(1) + e);
+      },
+      [](T, T y) { return y * (T(1) - y); });
+}
+
+}  // namespace eigenformer

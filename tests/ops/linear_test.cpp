@@ -1,0 +1,86 @@
+#include "eigenformer/ops/linear.hpp"
+
+#include "support/test_support.hpp"
+
+using namespace eigenformer;
+using eigenformer::testing::random_var;
+using Inputs = std::vector<Var<double>>;
+
+namespace {
+
+const std::vector<double> kX = {-1.605, 0.232, 2.24, 0.847, 1.201, -0.402, -1.426, 0.904, 0.856, 0.689, 0.885, 1.771};
+const std::vector<double> kW = {-0.487, -0.604, -0.558, 0.668, -0.197, 1.943, -1.402, -0.763, 0.631, -0.899, -0.558,
+                                0.691};
+const std::vector<double> kB = {-1.874, -0.994, 0.718, -0.698};
+
+}  // namespace
+
+TEST(Linear, ValuesOnThreeDimensionalInputMatchPyTorch) {
+  // torch.nn.functional.linear(x, W, b) with x (2, 2, 3), W (4, 3), b (4)
+  Var<double> x(Tensor<double>::from(kX, {2, 2, 3})), w(Tensor<double>::from(kW, {4, 3})),
+      b(Tensor<double>::from(kB, {4}));
+  const Tensor<double> expected = Tensor<double>::from(
+      {-2.482413, 2.240476, 4.204634, 2.163279, -2.787577, -1.4458870000000001, -1.639519, -2.407393, -2.203202,
+       -0.46144799999999986, 2.567636, 0.6710379999999998, -3.732301, 2.7329600000000003, 0.194268, -0.58748},
+      {2, 2, 4});
+  const Var<double> y = linear(x, w, b);
+  EXPECT_EQ(y.shape(), (Shape{2, 2, 4}));
+  EXPECT_TRUE(y.value().allclose(expected, 1e-12, 1e-14));
+
+  // Without a bias the same numbers less the bias.
+  Tensor<double> no_bias = linear(x, w, Var<double>()).value().clone();
+  for (Index i = 0; i < no_bias.numel(); ++i) no_bias[i] += kB[static_cast<std::size_t>(i % 4)];
+  EXPECT_TRUE(no_bias.allclose(expected, 1e-12, 1e-14));
+}
+
+TEST(Linear, FloatValuesMatchPyTorch) {
+  std::vector<float> xf(kX.begin(), kX.end()), wf(kW.begin(), kW.end()), bf(kB.begin(), kB.end());
+  Var<float> x(Tensor<float>::from(xf, {4, 3})), w(Tensor<float>::from(wf, {4, 3})), b(Tensor<float>::from(bf, {4}));
+  const Tensor<float> expected = Tensor<float>::from({-2.482413f, 2.240476f, 4.204634f, 2.163279f, -2.787577f,
+                                                      -1.445887f, -1.639519f, -2.407393f, -2.203202f, -0.461448f,
+                                                      2.567636f, 0.671038f, -3.732301f, 2.73296f, 0.194268f, -0.58748f},
+                                                     {4, 4});
+  EXPECT_TRUE(linear(x, w, b).value().allclose(expected, 1e-5f, 1e-6f));
+}
+
+TEST(Linear, PassesGradcheckWithAndWithoutBias) {
+  const std::vector<std::pair<Shape, Index>> cases = {{{1, 1}, 1}, {{2, 3, 4}, 5}, {{3, 1, 2, 3}, 2}, {{4}, 3}};
+  std::uint64_t seed = 1;
+  for (const auto& [xs, out] : cases) {
+    Var<double> x = random_var(xs, seed++), w = random_var({out, xs.back()}, seed++), b = random_var({out}, seed++);
+    EXPECT_GRADCHECK([](const Inputs& v) { return linear(v[0], v[1], v[2]); }, Inputs{x, w, b});
+    EXPECT_GRADCHECK([](const Inputs& v) { return linear(v[0], v[1], Var<double>()); }, Inputs{x, w});
+  }
+}
+
+TEST(Linear, GradientsOnlyForInputsThatRequireThem) {
+  Var<double> x = random_var({2, 3, 4}, 20, false), w = random_var({5, 4}, 21), b = random_var({5}, 22, false);
+  EXPECT_GRADCHECK([](const Inputs& v) { return linear(v[0], v[1], v[2]); }, Inputs{x, w, b});
+  Var<double> x2 = random_var({2, 3, 4}, 23), w2 = random_var({5, 4}, 24, false);
+  EXPECT_GRADCHECK([](const Inputs& v) { return linear(v[0], v[1], v[2]); }, Inputs{x2, w2, b});
+  linear(x, w, b).backward(Tensor<double>::ones({2, 3, 5}));
+  EXPECT_FALSE(x.has_grad());
+  EXPECT_TRUE(w.has_grad());
+  EXPECT_FALSE(b.has_grad());
+}
+
+TEST(Linear, BiasGradientIsTheColumnSumOfTheOutputGradient) {
+  Var<double> x = random_var({2, 3, 4}, 30), w = random_var({5, 4}, 31), b = random_var({5}, 32);
+  Tensor<double> seed = eigenformer::testing::random_var({2, 3, 5}, 33).value();
+  linear(x, w, b).backward(seed);
+  for (Index j = 0; j < 5; ++j) {
+    double sum = 0;
+    for (Index r = 0; r < 6; ++r) sum += seed[r * 5 + j];
+    EXPECT_NEAR(b.grad()[j], sum, 1e-12);
+  }
+}
+
+TEST(Linear, BadShapesThrowShapeErrorNamingLinear) {
+  Var<float> x(Tensor<float>::zeros({2, 3})), w(Tensor<float>::zeros({4, 5})), b(Tensor<float>::zeros({4}));
+  EXPECT_THROW_WITH(linear(x, w, b), ShapeError, {"linear", "x is (2, 3)", "weight is (4, 5)", "in_features = 5"});
+  EXPECT_THROW_WITH(linear(x, Var<float>(Tensor<float>::zeros({3})), b), ShapeError,
+                    {"linear", "weight is (3)", "(out_features, in_features)"});
+  EXPECT_THROW_WITH(linear(x, Var<float>(Tensor<float>::zeros({4, 3})), Var<float>(Tensor<float>::zeros({3}))),
+                    ShapeError, {"linear", "bias is (3)", "expected bias (4)"});
+  EXPECT_THROW_WITH(linear(Var<float>(Tensor<float>::scalar(1.0f)), w, b), ShapeError, {"linear", "x is ()"});
+}
