@@ -43,4 +43,7 @@
 #if __has_include(<nlohmann/json.hpp>)
 #include "eigenformer/io/safetensors.hpp"
 #include "eigenformer/io/state_dict.hpp"
+#include "eigenformer/data/dataset.hpp"
 #endif
+#include "eigenformer/data/shuffle.hpp"
+#include "eigenformer/data/batcher.hpp"

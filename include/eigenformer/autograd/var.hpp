@@ -232,4 +232,9 @@ class Var {
   std::shared_ptr<detail::Node<T>> node_;
 };
 
+/// (name, parameter) pairs under PyTorch's dotted state-dict names, as a module's named_parameters() returns them
+/// and optimizers take them.
+template <typename T>
+using NamedParameters = std::vector<std::pair<std::string, Var<T>>>;
+
 }  // namespace eigenformer

@@ -14,9 +14,7 @@
 
 namespace eigenformer::nn {
 
-/// The (name, parameter) list of a module, in registration order.
-template <typename T>
-using NamedParameters = std::vector<std::pair<std::string, Var<T>>>;
+using eigenformer::NamedParameters;
 
 namespace detail {
 

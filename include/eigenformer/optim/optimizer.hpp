@@ -16,9 +16,7 @@
 
 namespace eigenformer::optim {
 
-/// (name, parameter) pairs as a model's named_parameters() returns them, under PyTorch's state-dict names.
-template <typename T>
-using NamedParameters = std::vector<std::pair<std::string, Var<T>>>;
+using eigenformer::NamedParameters;
 
 namespace detail {
 
