@@ -22,3 +22,20 @@ macro(eigenformer_find_json)
     find_package(nlohmann_json 3 QUIET)
   endif()
 endmacro()
+
+# utf8proc for the text tokenizers (Unicode categories, case mapping, NFD; optional for the rest of the library).
+# It is a compiled library that ships no CMake package in Debian (apt-get install libutf8proc-dev), so look for the
+# header and the library and wrap them in an imported target. GLOBAL: the eigenformer target of an
+# add_subdirectory build names it in directories above this one.
+macro(eigenformer_find_utf8proc)
+  if(NOT TARGET eigenformer::utf8proc)
+    find_path(EIGENFORMER_UTF8PROC_INCLUDE_DIR utf8proc.h)
+    find_library(EIGENFORMER_UTF8PROC_LIBRARY NAMES utf8proc)
+    if(EIGENFORMER_UTF8PROC_INCLUDE_DIR AND EIGENFORMER_UTF8PROC_LIBRARY)
+      add_library(eigenformer::utf8proc UNKNOWN IMPORTED GLOBAL)
+      set_target_properties(eigenformer::utf8proc PROPERTIES
+        IMPORTED_LOCATION "${EIGENFORMER_UTF8PROC_LIBRARY}"
+        INTERFACE_INCLUDE_DIRECTORIES "${EIGENFORMER_UTF8PROC_INCLUDE_DIR}")
+    endif()
+  endif()
+endmacro()

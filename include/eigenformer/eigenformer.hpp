@@ -47,3 +47,11 @@
 #endif
 #include "eigenformer/data/shuffle.hpp"
 #include "eigenformer/data/batcher.hpp"
+#if __has_include(<utf8proc.h>)
+#include "eigenformer/text/unicode.hpp"
+#include "eigenformer/text/basic_tokenizer.hpp"
+#include "eigenformer/text/vocab.hpp"
+#include "eigenformer/text/wordpiece.hpp"
+#include "eigenformer/text/wordpiece_trainer.hpp"
+#include "eigenformer/text/tokenizer.hpp"
+#endif

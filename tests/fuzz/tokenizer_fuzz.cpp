@@ -5,7 +5,8 @@
 // as the options say; head truncation equals the prefix of the full encoding and head_tail its first and last
 // pieces; every basic token is non-empty, valid UTF-8 without whitespace; decode returns valid UTF-8; a
 // vocabulary trained on the input itself has at most the requested size and encodes the input. A failed
-// property aborts. Build and run: see tests/fuzz/CMakeLists.txt.
+// property aborts. The seeds in tests/fuzz/corpus/tokenizer start with that options byte. Build and run: see
+// tests/fuzz/CMakeLists.txt.
 #include <cstdint>
 #include <cstdlib>
 #include <string>
@@ -132,7 +133,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   const BatchEncoding batch = tok.encode_batch(lines, o);
   check(batch.ids.shape() == batch.padding_mask.shape() && batch.ids.shape()[0] == Index(lines.size()));
-  for (Index i = 0; i < batch.ids.numel(); ++i) check(batch.ids.data()[i] >= 0 && batch.ids.data()[i] < tok.vocab().size());
+  for (Index i = 0; i < batch.ids.numel(); ++i)
+    check(batch.ids.data()[i] >= 0 && batch.ids.data()[i] < tok.vocab().size());
 
   // Training on the input itself (small inputs only: the harness must stay fast).
   if (text.size() <= 512) {

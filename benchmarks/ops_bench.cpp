@@ -1,0 +1,171 @@
+// Forward and backward of the transformer's hot ops (matmul, softmax, layer_norm, gelu) in float, at the token
+// and channel counts of small to base-size models: (rows, C) = (4096, 128), (2048, 256), (1024, 768); matmul at
+// the projection and MLP shapes (M, K, N) = (4096, 128, 384), (2048, 256, 1024), (1024, 768, 3072).
+//
+// Run: build/release/benchmarks/ops_bench [--benchmark_filter=softmax] [--benchmark_min_time=0.05]
+//
+// Counters: items/s = rows (tokens) per second; GFLOP/s for matmul; GB/s for the memory-bound ops, counting the
+// compulsory traffic only (every input read once, every output written once). Times are wall-clock
+// (UseRealTime) because the kernels may run on several OpenMP threads.
+//
+// Forward benchmarks record the graph as training does (inputs require grad), so they include saving what the
+// backward needs. Backward benchmarks build the graph once outside the timed loop and time
+// y.backward(dy, retain_graph = true): the op's backward plus the engine's work (a topological sort and one copy
+// of the seed dy), with the input gradients dropped before each pass so that no pass pays for accumulation.
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+
+#include "eigenformer/autograd/var.hpp"
+#include "eigenformer/ops/activation.hpp"
+#include "eigenformer/ops/layer_norm.hpp"
+#include "eigenformer/ops/matmul.hpp"
+#include "eigenformer/ops/softmax.hpp"
+
+namespace {
+
+using eigenformer::Index;
+using eigenformer::Shape;
+using T = float;
+using Var = eigenformer::Var<T>;
+using Tensor = eigenformer::Tensor<T>;
+
+Tensor random_tensor(const Shape& shape, std::uint64_t seed) {
+  eigenformer::Generator gen(seed);
+  return Tensor::normal(shape, T(0), T(1), gen);
+}
+
+Var random_var(const Shape& shape, std::uint64_t seed, bool requires_grad = true) {
+  return Var(random_tensor(shape, seed), requires_grad);
+}
+
+/// items/s (rows) and GB/s from the bytes one iteration must move at least.
+void set_memory_counters(benchmark::State& state, Index rows, double bytes_per_iteration) {
+  state.SetItemsProcessed(state.iterations() * rows);
+  state.counters["GB/s"] =
+      benchmark::Counter(bytes_per_iteration * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+/// items/s (rows of the output) and GFLOP/s.
+void set_flop_counters(benchmark::State& state, Index rows, double flops_per_iteration) {
+  state.SetItemsProcessed(state.iterations() * rows);
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(flops_per_iteration * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+/// Times y.backward(dy) on a graph built once; `inputs` are the leaves whose gradients each pass recomputes.
+template <typename... Leaves>
+void run_backward(benchmark::State& state, const Var& y, const Leaves&... inputs) {
+  const Tensor dy = random_tensor(y.shape(), 99);
+  for (auto _ : state) {
+    (inputs.zero_grad(), ...);  // set_to_none: each pass writes fresh gradients
+    y.backward(dy, /*retain_graph=*/true);
+    (benchmark::DoNotOptimize(inputs.grad().data()), ...);
+  }
+}
+
+constexpr double kFloatBytes = sizeof(T);
+
+// --- matmul: y (M, N) = a (M, K) b (K, N); forward 2MKN flops, backward (da = dy b^T, db = a^T dy) 4MKN ----------
+
+void BM_matmul_forward(benchmark::State& state) {
+  const Index m = state.range(0), k = state.range(1), n = state.range(2);
+  const Var a = random_var({m, k}, 1), b = random_var({k, n}, 2);
+  for (auto _ : state) {
+    Var y = eigenformer::matmul(a, b);
+    benchmark::DoNotOptimize(y.value().data());
+  }
+  set_flop_counters(state, m, 2.0 * m * k * n);
+}
+
+void BM_matmul_backward(benchmark::State& state) {
+  const Index m = state.range(0), k = state.range(1), n = state.range(2);
+  const Var a = random_var({m, k}, 1), b = random_var({k, n}, 2);
+  const Var y = eigenformer::matmul(a, b);
+  run_backward(state, y, a, b);
+  set_flop_counters(state, m, 4.0 * m * k * n);
+}
+
+void matmul_sizes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"M", "K", "N"});
+  b->Args({4096, 128, 384});   // QKV projection, d_model 128
+  b->Args({2048, 256, 1024});  // MLP up-projection, d_model 256
+  b->Args({1024, 768, 3072});  // MLP up-projection, d_model 768 (BERT-base, GPT-2 small)
+  b->Unit(benchmark::kMillisecond)->UseRealTime();
+}
+
+// --- row-wise ops on (rows, C) ----------------------------------------------------------------------------------
+
+void row_sizes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"rows", "C"});
+  b->Args({4096, 128});
+  b->Args({2048, 256});
+  b->Args({1024, 768});
+  b->Unit(benchmark::kMicrosecond)->UseRealTime();
+}
+
+void BM_softmax_forward(benchmark::State& state) {
+  const Index rows = state.range(0), c = state.range(1);
+  const Var x = random_var({rows, c}, 3);
+  for (auto _ : state) {
+    Var y = eigenformer::softmax(x);
+    benchmark::DoNotOptimize(y.value().data());
+  }
+  set_memory_counters(state, rows, 2.0 * rows * c * kFloatBytes);  // read x, write y
+}
+
+void BM_softmax_backward(benchmark::State& state) {
+  const Index rows = state.range(0), c = state.range(1);
+  const Var x = random_var({rows, c}, 3);
+  const Var y = eigenformer::softmax(x);
+  run_backward(state, y, x);
+  set_memory_counters(state, rows, 3.0 * rows * c * kFloatBytes);  // read y and dy, write dx
+}
+
+void BM_layer_norm_forward(benchmark::State& state) {
+  const Index rows = state.range(0), c = state.range(1);
+  const Var x = random_var({rows, c}, 4), weight = random_var({c}, 5), bias = random_var({c}, 6);
+  for (auto _ : state) {
+    Var y = eigenformer::layer_norm(x, weight, bias, T(1e-5));
+    benchmark::DoNotOptimize(y.value().data());
+  }
+  set_memory_counters(state, rows, (2.0 * rows * c + 2.0 * c) * kFloatBytes);  // read x, weight, bias; write y
+}
+
+void BM_layer_norm_backward(benchmark::State& state) {
+  const Index rows = state.range(0), c = state.range(1);
+  const Var x = random_var({rows, c}, 4), weight = random_var({c}, 5), bias = random_var({c}, 6);
+  const Var y = eigenformer::layer_norm(x, weight, bias, T(1e-5));
+  run_backward(state, y, x, weight, bias);
+  // read x, dy and weight; write dx, dweight and dbias
+  set_memory_counters(state, rows, (3.0 * rows * c + 3.0 * c) * kFloatBytes);
+}
+
+void BM_gelu_forward(benchmark::State& state) {
+  const Index rows = state.range(0), c = state.range(1);
+  const Var x = random_var({rows, c}, 7);
+  for (auto _ : state) {
+    Var y = eigenformer::gelu(x);  // exact (erf) form, torch's default
+    benchmark::DoNotOptimize(y.value().data());
+  }
+  set_memory_counters(state, rows, 2.0 * rows * c * kFloatBytes);  // read x, write y
+}
+
+void BM_gelu_backward(benchmark::State& state) {
+  const Index rows = state.range(0), c = state.range(1);
+  const Var x = random_var({rows, c}, 7);
+  const Var y = eigenformer::gelu(x);
+  run_backward(state, y, x);
+  set_memory_counters(state, rows, 3.0 * rows * c * kFloatBytes);  // read x and dy, write dx
+}
+
+}  // namespace
+
+BENCHMARK(BM_matmul_forward)->Apply(matmul_sizes);
+BENCHMARK(BM_matmul_backward)->Apply(matmul_sizes);
+BENCHMARK(BM_softmax_forward)->Apply(row_sizes);
+BENCHMARK(BM_softmax_backward)->Apply(row_sizes);
+BENCHMARK(BM_layer_norm_forward)->Apply(row_sizes);
+BENCHMARK(BM_layer_norm_backward)->Apply(row_sizes);
+BENCHMARK(BM_gelu_forward)->Apply(row_sizes);
+BENCHMARK(BM_gelu_backward)->Apply(row_sizes);
