@@ -1,6 +1,6 @@
-# Writes the first ```cpp block of a Markdown file to a source file, so that a test compiles the README's quick
-# start exactly as a reader copies it.
-#   cmake -DREADME=<path/README.md> -DOUTPUT=<path/quickstart.cpp> -P extract_quickstart.cmake
+# Writes the BLOCK-th (default: first) ```cpp block of a Markdown file to a source file, so that a test compiles
+# the README's programs exactly as a reader copies them.
+#   cmake -DREADME=<path/README.md> -DOUTPUT=<path/quickstart.cpp> [-DBLOCK=2] -P extract_quickstart.cmake
 if(NOT DEFINED README OR NOT DEFINED OUTPUT)
   message(FATAL_ERROR "extract_quickstart: pass -DREADME=<README.md> -DOUTPUT=<file.cpp>")
 endif()
@@ -12,21 +12,30 @@ endif()
 file(READ "${README}" text)
 string(REPLACE "\r\n" "\n" text "${text}")
 set(text "\n${text}")
-string(REGEX MATCH "\n```[ ]*(cpp|c\\+\\+)[ ]*\n" fence "${text}")
-if(NOT fence)
-  message(FATAL_ERROR "extract_quickstart: ${README} has no ```cpp code block")
+if(NOT DEFINED BLOCK)
+  set(BLOCK 1)
 endif()
-string(FIND "${text}" "${fence}" begin)
-string(LENGTH "${fence}" fence_length)
-math(EXPR begin "${begin} + ${fence_length}")
-string(SUBSTRING "${text}" ${begin} -1 rest)
-string(FIND "${rest}" "\n```" end)
-if(end EQUAL -1)
-  message(FATAL_ERROR "extract_quickstart: the first ```cpp block of ${README} is never closed")
-endif()
+set(rest "${text}")
+foreach(i RANGE 1 ${BLOCK})
+  string(REGEX MATCH "\n```[ ]*(cpp|c\\+\\+)[ ]*\n" fence "${rest}")
+  if(NOT fence)
+    message(FATAL_ERROR "extract_quickstart: ${README} has fewer than ${BLOCK} ```cpp code blocks")
+  endif()
+  string(FIND "${rest}" "${fence}" begin)
+  string(LENGTH "${fence}" fence_length)
+  math(EXPR begin "${begin} + ${fence_length}")
+  string(SUBSTRING "${rest}" ${begin} -1 rest)
+  string(FIND "${rest}" "\n```" end)
+  if(end EQUAL -1)
+    message(FATAL_ERROR "extract_quickstart: ```cpp block ${i} of ${README} is never closed")
+  endif()
+  if(i LESS BLOCK)
+    string(SUBSTRING "${rest}" ${end} -1 rest)
+  endif()
+endforeach()
 string(SUBSTRING "${rest}" 0 ${end} code)
 if(NOT code MATCHES "int main")
-  message(FATAL_ERROR "extract_quickstart: the first ```cpp block of ${README} has no main(); it must be a "
+  message(FATAL_ERROR "extract_quickstart: ```cpp block ${BLOCK} of ${README} has no main(); it must be a "
                       "complete program")
 endif()
 
