@@ -14,7 +14,6 @@
 #include "eigenformer/ops/reduction.hpp"
 #include "eigenformer/ops/layout.hpp"
 #include "eigenformer/ops/masking.hpp"
-#include "eigenformer/ops/gemm.hpp"
 #include "eigenformer/ops/matmul.hpp"
 #include "eigenformer/ops/linear.hpp"
 #include "eigenformer/ops/softmax.hpp"
