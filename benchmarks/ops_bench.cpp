@@ -18,7 +18,9 @@
 
 #include "eigenformer/autograd/var.hpp"
 #include "eigenformer/ops/activation.hpp"
+#include "eigenformer/ops/attention.hpp"
 #include "eigenformer/ops/layer_norm.hpp"
+#include "eigenformer/ops/linear.hpp"
 #include "eigenformer/ops/matmul.hpp"
 #include "eigenformer/ops/softmax.hpp"
 
@@ -159,8 +161,63 @@ void BM_gelu_backward(benchmark::State& state) {
   set_memory_counters(state, rows, 3.0 * rows * c * kFloatBytes);  // read x and dy, write dx
 }
 
+// --- fused ops against their unfused equivalents (one training step's forward + backward each) -------------------
+
+/// Forward and backward of relu(x W^T + b), fused (linear_relu: relu in the GEMM's store, backward from the
+/// output) or as linear then relu; the feed-forward up-projection of model_bench's configurations.
+void BM_linear_relu_step(benchmark::State& state) {
+  const Index rows = state.range(0), in = state.range(1), out = state.range(2);
+  const bool fused = state.range(3) != 0;
+  const Var x = random_var({rows, in}, 8), w = random_var({out, in}, 9), b = random_var({out}, 10);
+  const Tensor dy = random_tensor({rows, out}, 11);
+  for (auto _ : state) {
+    Var y = fused ? eigenformer::linear_relu(x, w, b) : eigenformer::relu(eigenformer::linear(x, w, b));
+    y.backward(dy);
+    for (const Var* p : {&x, &w, &b}) p->zero_grad();
+  }
+  set_flop_counters(state, rows, 6.0 * rows * in * out);
+}
+
+/// Forward and backward of self-attention from packed (B, T, 3C) projections to merged (B, T, C) heads: fused
+/// (scaled_dot_product_attention_packed, heads read and written in place) or split_qkv_heads -> attention ->
+/// merge_heads.
+void BM_self_attention_step(benchmark::State& state) {
+  const Index batch = state.range(0), t = state.range(1), c = state.range(2), heads = state.range(3);
+  const bool fused = state.range(4) != 0;
+  const Var qkv = random_var({batch, t, 3 * c}, 12);
+  const Tensor dy = random_tensor({batch, t, c}, 13);
+  for (auto _ : state) {
+    Var y;
+    if (fused) {
+      y = eigenformer::scaled_dot_product_attention_packed(qkv, heads);
+    } else {
+      const auto parts = eigenformer::split_qkv_heads(qkv, heads);
+      y = eigenformer::merge_heads(eigenformer::scaled_dot_product_attention(parts[0], parts[1], parts[2]));
+    }
+    y.backward(dy);
+    qkv.zero_grad();
+  }
+  set_flop_counters(state, batch * t, 3.0 * 4.0 * batch * t * t * c);  // QK^T and PV forward, x3 for training
+}
+
 }  // namespace
 
+BENCHMARK(BM_linear_relu_step)
+    ->ArgNames({"rows", "in", "out", "fused"})
+    ->Args({4096, 128, 512, 1})
+    ->Args({4096, 128, 512, 0})
+    ->Args({2048, 256, 1024, 1})
+    ->Args({2048, 256, 1024, 0})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_self_attention_step)
+    ->ArgNames({"B", "T", "C", "H", "fused"})
+    ->Args({32, 128, 128, 2, 1})
+    ->Args({32, 128, 128, 2, 0})
+    ->Args({16, 128, 256, 4, 1})
+    ->Args({16, 128, 256, 4, 0})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK(BM_matmul_forward)->Apply(matmul_sizes);
 BENCHMARK(BM_matmul_backward)->Apply(matmul_sizes);
 BENCHMARK(BM_softmax_forward)->Apply(row_sizes);

@@ -14,6 +14,7 @@
 #include "eigenformer/ops/reduction.hpp"
 #include "eigenformer/ops/layout.hpp"
 #include "eigenformer/ops/masking.hpp"
+#include "eigenformer/ops/gemm.hpp"
 #include "eigenformer/ops/matmul.hpp"
 #include "eigenformer/ops/linear.hpp"
 #include "eigenformer/ops/softmax.hpp"

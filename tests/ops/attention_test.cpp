@@ -140,3 +140,81 @@ TEST(HeadSplit, SplitAndMergeAreInversesAndPassGradcheck) {
   EXPECT_THROW_WITH(split_heads(x, 4), ShapeError, {"split_heads", "(2, 3, 6)"});
   EXPECT_THROW_WITH(split_qkv_heads(x, 4), ShapeError, {"split_qkv_heads", "(2, 3, 6)"});
 }
+
+namespace {
+
+/// The unfused reference of the packed op: split the heads, attend, merge.
+template <typename T>
+Var<T> split_attend_merge(const Var<T>& qkv, Index heads, const AttentionMask<T>& m, const AttentionOptions<T>& opt) {
+  const auto parts = split_qkv_heads(qkv, heads);
+  return merge_heads(scaled_dot_product_attention(parts[0], parts[1], parts[2], m, opt));
+}
+
+}  // namespace
+
+TEST(PackedSelfAttention, EqualsSplitAttendMergeWithMasksAndDropout) {
+  Var<double> qkv = random_var({2, 5, 12}, 30);
+  AttentionMask<double> m;
+  m.key_padding = Tensor<bool>::from({false, false, false, true, true, false, false, false, false, false}, {2, 5});
+  m.attn_bias = random_var({5, 5}, 31, false).value();
+  for (bool causal : {false, true})
+    for (double p : {0.0, 0.25}) {
+      m.causal = causal;
+      Generator g1(7), g2(7);
+      AttentionOptions<double> o1, o2;
+      o1.dropout = o2.dropout = p;
+      o1.gen = &g1;
+      o2.gen = &g2;
+      Tensor<double> probs;
+      o1.probs_out = &probs;
+      const Var<double> fused = scaled_dot_product_attention_packed(qkv, 2, m, o1);
+      EXPECT_EQ(fused.shape(), (Shape{2, 5, 4}));
+      EXPECT_EQ(probs.shape(), (Shape{2, 2, 5, 5}));
+      EXPECT_EQ(probs.at({0, 1, 2, 3}), 0.0);  // padded key
+      EXPECT_TRUE(fused.value().allclose(split_attend_merge(qkv, Index(2), m, o2).value(), 1e-12, 1e-14));
+    }
+  m.causal = true;
+  EXPECT_GRADCHECK([&](const Inputs& x) { return scaled_dot_product_attention_packed(x[0], 2, m); }, Inputs{qkv});
+  EXPECT_GRADCHECK([](const Inputs& x) { return scaled_dot_product_attention_packed(x[0], 3); },
+                   Inputs{random_var({1, 1, 9}, 32)});
+  EXPECT_GRADCHECK(
+      [](const Inputs& x) {
+        Generator gen(3);
+        AttentionOptions<double> opt;
+        opt.dropout = 0.4;
+        opt.gen = &gen;
+        return scaled_dot_product_attention_packed(x[0], 1, {}, opt);
+      },
+      Inputs{random_var({2, 3, 6}, 33)});
+}
+
+TEST(PackedSelfAttention, FloatValuesAndGradientsMatchTheUnfusedOps) {
+  // Float runs the packed GEMM kernel (strided heads) where the CPU has it.
+  Var<float> a(eigenformer::testing::random_tensor({3, 17, 48}, 34), true);
+  Var<float> b(a.value().clone(), true);
+  const Tensor<float> dy = eigenformer::testing::random_tensor({3, 17, 16}, 35);
+  AttentionMask<float> m;
+  m.key_padding = Tensor<bool>::zeros({3, 17});
+  m.key_padding(1, 16) = true;
+  Var<float> fused = scaled_dot_product_attention_packed(a, 4, m);
+  Var<float> ref = split_attend_merge(b, Index(4), m, AttentionOptions<float>{});
+  EXPECT_TRUE(fused.value().allclose(ref.value(), 1e-5, 1e-6));
+  fused.backward(dy);
+  ref.backward(dy);
+  EXPECT_TRUE(a.grad().allclose(b.grad(), 1e-4, 1e-5));
+}
+
+TEST(PackedSelfAttention, BadShapesAndOptionsThrow) {
+  Var<float> qkv(Tensor<float>::zeros({2, 3, 12}));
+  EXPECT_THROW_WITH(scaled_dot_product_attention_packed(qkv, 3), ShapeError,
+                    {"scaled_dot_product_attention_packed", "(2, 3, 12)", "num_heads = 3"});
+  EXPECT_THROW_WITH(scaled_dot_product_attention_packed(Var<float>(Tensor<float>::zeros({3, 12})), 2), ShapeError,
+                    {"scaled_dot_product_attention_packed", "(3, 12)"});
+  AttentionMask<float> m;
+  m.key_padding = Tensor<bool>::zeros({2, 4});
+  EXPECT_THROW_WITH(scaled_dot_product_attention_packed(qkv, 2, m), ShapeError,
+                    {"scaled_dot_product_attention_packed", "key_padding", "(2, 4)", "(2, 3)"});
+  AttentionOptions<float> opt;
+  opt.dropout = 0.5f;
+  EXPECT_THROW_WITH(scaled_dot_product_attention_packed(qkv, 2, {}, opt), ValueError, {"generator"});
+}

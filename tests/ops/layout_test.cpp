@@ -250,3 +250,15 @@ TEST(Layout, BadAxesAndValuesThrowValueErrorNamingTheOp) {
   EXPECT_THROW_WITH(select(x, 1, -4), ValueError, {"select", "index -4", "-3 <= index < 3"});
   EXPECT_THROW_WITH(select(x, 3, 0), ValueError, {"select", "axis 3"});
 }
+
+TEST(Select, InPlaceGradientAddLeavesASharedGradientBufferAlone) {
+  // z = h + u hands the same dz to h and u (non-leaf gradients share buffers until written); select(h) then adds
+  // its gradient into h's. The add must not reach u's gradient, so k.grad stays dz exactly.
+  Var<double> x(Tensor<double>::from({1, 2, 3, 4}, {2, 2}), true), k(Tensor<double>::from({5, 6, 7, 8}, {2, 2}), true);
+  const Var<double> h = x * 2.0, u = k * 1.0;
+  const Var<double> loss = add(h + u, reshape(select(h, 0, 1), {1, 2}));  // (2, 2) + (1, 2) broadcast
+  loss.backward(Tensor<double>::ones({2, 2}));
+  EXPECT_TRUE(k.grad().equal(Tensor<double>::ones({2, 2})));
+  // dh = ones + row 1 gets the select's gradient summed over the broadcast rows (2 each): x.grad = 2 * dh.
+  EXPECT_TRUE(x.grad().equal(Tensor<double>::from({2, 2, 6, 6}, {2, 2})));
+}

@@ -1,5 +1,7 @@
 #include "eigenformer/ops/linear.hpp"
 
+#include "eigenformer/ops/activation.hpp"
+
 #include "support/test_support.hpp"
 
 using namespace eigenformer;
@@ -83,4 +85,48 @@ TEST(Linear, BadShapesThrowShapeErrorNamingLinear) {
   EXPECT_THROW_WITH(linear(x, Var<float>(Tensor<float>::zeros({4, 3})), Var<float>(Tensor<float>::zeros({3}))),
                     ShapeError, {"linear", "bias is (3)", "expected bias (4)"});
   EXPECT_THROW_WITH(linear(Var<float>(Tensor<float>::scalar(1.0f)), w, b), ShapeError, {"linear", "x is ()"});
+}
+
+TEST(LinearRelu, ValuesAreReluOfLinearInDoubleAndFloat) {
+  // relu of the PyTorch-checked linear values above: negative entries become 0.
+  Var<double> x(Tensor<double>::from(kX, {4, 3})), w(Tensor<double>::from(kW, {4, 3}));
+  Var<double> b(Tensor<double>::from(kB, {4}));
+  const Tensor<double> expected = Tensor<double>::from(
+      {0, 2.240476, 4.204634, 2.163279, 0, 0, 0, 0, 0, 0, 2.567636, 0.6710379999999998, 0, 2.7329600000000003,
+       0.194268, 0},
+      {4, 4});
+  const Var<double> y = linear_relu(x, w, b);
+  EXPECT_STREQ(y.op_name(), "linear_relu");
+  EXPECT_TRUE(y.value().allclose(expected, 1e-12, 1e-14));
+  std::vector<float> xf(kX.begin(), kX.end()), wf(kW.begin(), kW.end()), bf(kB.begin(), kB.end());
+  const Tensor<float> yf = linear_relu(Var<float>(Tensor<float>::from(xf, {4, 3})),
+                                       Var<float>(Tensor<float>::from(wf, {4, 3})),
+                                       Var<float>(Tensor<float>::from(bf, {4})))
+                               .value();
+  for (Index i = 0; i < 16; ++i) EXPECT_NEAR(yf[i], expected[i], 1e-5);
+}
+
+TEST(LinearRelu, PassesGradcheckAndMatchesReluOfLinear) {
+  std::uint64_t seed = 40;
+  for (const auto& [xs, out] : std::vector<std::pair<Shape, Index>>{{{1, 1}, 1}, {{2, 3, 4}, 5}, {{7, 17}, 19}}) {
+    Var<double> x = random_var(xs, seed++), w = random_var({out, xs.back()}, seed++), b = random_var({out}, seed++);
+    EXPECT_GRADCHECK([](const Inputs& v) { return linear_relu(v[0], v[1], v[2]); }, Inputs{x, w, b});
+    EXPECT_GRADCHECK([](const Inputs& v) { return linear_relu(v[0], v[1]); }, Inputs{x, w});
+  }
+  // Float, through the packed kernel on machines that have it: the same values and gradients as relu(linear).
+  Var<float> x(eigenformer::testing::random_tensor({37, 45}, 50), true);
+  Var<float> w(eigenformer::testing::random_tensor({70, 45}, 51), true);
+  Var<float> b(eigenformer::testing::random_tensor({70}, 52), true);
+  const Tensor<float> dy = eigenformer::testing::random_tensor({37, 70}, 53);
+  Var<float> fused = linear_relu(x, w, b);
+  fused.backward(dy);
+  const Tensor<float> gx = x.grad().clone(), gw = w.grad().clone(), gb = b.grad().clone();
+  for (const Var<float>* p : {&x, &w, &b}) p->zero_grad();
+  Var<float> ref = relu(linear(x, w, b));
+  ref.backward(dy);
+  EXPECT_TRUE(fused.value().allclose(ref.value(), 1e-6, 1e-6));
+  EXPECT_TRUE(gx.allclose(x.grad(), 1e-5, 1e-5));
+  EXPECT_TRUE(gw.allclose(w.grad(), 1e-5, 1e-5));
+  EXPECT_TRUE(gb.allclose(b.grad(), 1e-5, 1e-5));
+  EXPECT_THROW_WITH(linear_relu(x, Var<float>(Tensor<float>::zeros({3, 4}))), ShapeError, {"linear_relu", "(37, 45)"});
 }

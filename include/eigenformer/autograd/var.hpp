@@ -58,16 +58,24 @@ struct Node {
     }
   }
 
-  /// grad += g, taking over g's buffer when nothing else shares it.
+  /// grad += g. The first gradient takes over g's buffer when nothing else shares it, and a non-leaf's even when
+  /// something does: a non-leaf gradient is only ever read (by this node's backward, once), and a later += into a
+  /// shared buffer writes a new one (copy on write). A leaf's gradient goes to users and optimizers, who may change
+  /// it in place: it always owns its buffer.
   void accumulate(Tensor<T>&& g) {
     if (g.shape() != value.shape())
       throw AutogradError(detail::concat("accumulate_grad: gradient is ", to_string(g.shape()), ", expected ",
                                          to_string(value.shape()), ", the shape of ",
                                          is_leaf ? std::string("a leaf") : detail::concat("the output of ", op)));
-    if (!grad.defined())
-      grad = g.is_unique() ? std::move(g) : g.clone();
-    else
+    if (!grad.defined()) {
+      grad = g.is_unique() || !is_leaf ? std::move(g) : g.clone();
+    } else if (grad.is_unique()) {
       grad += g;
+    } else {
+      Tensor<T> sum = Tensor<T>::empty(grad.shape());
+      sum.array() = grad.array() + g.array();
+      grad = std::move(sum);
+    }
   }
 };
 

@@ -2,6 +2,8 @@
 // another parallel region (so kernels never fight Eigen's or a BLAS's own threads).
 #pragma once
 
+#include <algorithm>
+
 #include "eigenformer/core/config.hpp"
 
 #ifdef _OPENMP
@@ -30,14 +32,36 @@ inline void set_num_threads(int n) {
 
 namespace detail {
 
+/// Work (in flops, or element operations for memory-bound loops) below which forking threads costs more than it
+/// saves: waking a sleeping OpenMP thread costs some microseconds.
+constexpr double kMinParallelFlops = 1e5;
+
+/// True inside an OpenMP parallel region (ours or the caller's).
+inline bool in_parallel_region() {
+#ifdef _OPENMP
+  return omp_in_parallel();
+#else
+  return false;
+#endif
+}
+
+/// True when a loop of this much work should fork: OpenMP is on with more than one thread and we are not already
+/// inside a parallel region (no nested teams: kernels never fight an outer loop's threads).
+inline bool worth_parallel(double work) {
+#ifdef _OPENMP
+  return work >= kMinParallelFlops && !in_parallel_region() && omp_get_max_threads() > 1;
+#else
+  (void)work;
+  return false;
+#endif
+}
+
 /// Calls f(i) for i in [0, n): in parallel when OpenMP is on, there are at least two items, the estimated work
 /// (flops_per_item * n) is worth a fork, and we are not already inside a parallel region.
 template <typename F>
 void parallel_for(Index n, double flops_per_item, F&& f) {
 #ifdef _OPENMP
-  constexpr double kMinParallelFlops = 1e5;
-  if (n > 1 && flops_per_item * static_cast<double>(n) >= kMinParallelFlops && !omp_in_parallel() &&
-      omp_get_max_threads() > 1) {
+  if (n > 1 && worth_parallel(flops_per_item * static_cast<double>(n))) {
 #pragma omp parallel for schedule(static)
     for (Index i = 0; i < n; ++i) f(i);
     return;
@@ -45,6 +69,26 @@ void parallel_for(Index n, double flops_per_item, F&& f) {
 #endif
   (void)flops_per_item;
   for (Index i = 0; i < n; ++i) f(i);
+}
+
+/// Calls f(begin, end) on consecutive ranges covering [0, n), in parallel under the same conditions as
+/// parallel_for: for elementwise loops, whose body then vectorizes over the range. Ranges are handed out
+/// dynamically (a few per thread, multiples of 16 items), so a thread the OS delays does not hold the others up.
+template <typename F>
+void parallel_chunks(Index n, double flops_per_item, F&& f) {
+  if (n <= 0) return;
+#ifdef _OPENMP
+  if (n > 64 && worth_parallel(flops_per_item * static_cast<double>(n))) {
+    const Index parts = 4 * static_cast<Index>(omp_get_max_threads());
+    const Index size = ((n + parts - 1) / parts + 15) / 16 * 16;
+    const Index count = (n + size - 1) / size;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (Index c = 0; c < count; ++c) f(c * size, std::min(n, (c + 1) * size));
+    return;
+  }
+#endif
+  (void)flops_per_item;
+  f(Index(0), n);
 }
 
 }  // namespace detail

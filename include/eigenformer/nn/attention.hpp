@@ -40,6 +40,17 @@ struct ScaledDotProductAttention : Module<ScaledDotProductAttention<T>, T> {
     return scaled_dot_product_attention(q, k, v, mask, opt);
   }
 
+  /// Self-attention on packed projections qkv (B, T, 3C) -> (B, T, C), heads merged; probs_out receives
+  /// (B, H, T, T).
+  Var<T> forward_packed(const Var<T>& qkv, Index num_heads, const AttentionMask<T>& mask = {},
+                        Tensor<T>* probs_out = nullptr) {
+    AttentionOptions<T> opt;
+    opt.dropout = this->is_training() ? options.dropout : T(0);
+    opt.gen = &gen;
+    opt.probs_out = probs_out;
+    return scaled_dot_product_attention_packed(qkv, num_heads, mask, opt);
+  }
+
   template <typename F>
   void visit_parameters(F&&) {}
   void set_training(bool) {}
@@ -83,8 +94,11 @@ struct MultiHeadAttention : Module<MultiHeadAttention<T>, T> {
   Result forward(const Var<T>& x, const AttentionMask<T>& mask = {}, bool need_weights = false,
                  bool average_attn_weights = true) {
     check_input("x", x);
-    const std::vector<Var<T>> qkv = split_qkv_heads(linear(x, in_proj_weight, in_proj_bias), options.num_heads);
-    return attend(qkv[0], qkv[1], qkv[2], mask, need_weights, average_attn_weights);
+    // One projection GEMM, then attention reading the heads straight from the packed (B, T, 3C) result.
+    Tensor<T> probs;
+    const Var<T> heads = attention.forward_packed(linear(x, in_proj_weight, in_proj_bias), options.num_heads, mask,
+                                                  need_weights ? &probs : nullptr);  // (B, T, C)
+    return finish(heads, probs, need_weights, average_attn_weights);
   }
 
   /// Attention of query (B, T, C) over key and value (B, S, C), with the packed projection split in three.
@@ -129,10 +143,15 @@ struct MultiHeadAttention : Module<MultiHeadAttention<T>, T> {
 
   Result attend(const Var<T>& q, const Var<T>& k, const Var<T>& v, const AttentionMask<T>& mask, bool need_weights,
                 bool average) {
-    Result r;
     Tensor<T> probs;
     const Var<T> heads = attention.forward(q, k, v, mask, need_weights ? &probs : nullptr);  // (B, H, T, D)
-    r.output = out_proj.forward(merge_heads(heads));
+    return finish(merge_heads(heads), probs, need_weights, average);
+  }
+
+  /// The output projection of the merged heads (B, T, C), and the weights when asked for.
+  Result finish(const Var<T>& merged, const Tensor<T>& probs, bool need_weights, bool average) {
+    Result r;
+    r.output = out_proj.forward(merged);
     if (need_weights) {
       if (average) {
         const Index B = probs.size(0), H = probs.size(1), Tn = probs.size(2), S = probs.size(3);

@@ -14,8 +14,28 @@ enum class GeluApproximation { none, tanh };
 /// max(x, 0); the gradient at 0 is 0 and NaN propagates, as in PyTorch.
 template <typename T>
 Var<T> relu(const Var<T>& x) {
-  return detail::unary_map(
-      "relu", x, [](T v) { return v < T(0) ? T(0) : v; }, [](T v, T) { return v > T(0) ? T(1) : T(0); });
+  // Selects rather than multiplies by a 0/1 derivative: branch-free loops that vectorize.
+  Tensor<T> y = Tensor<T>::empty(x.shape());
+  const T* px = x.value().data();
+  T* py = y.data();
+  detail::parallel_chunks(y.numel(), 1.0, [&](Index begin, Index end) {
+    for (Index i = begin; i < end; ++i) py[i] = px[i] < T(0) ? T(0) : px[i];
+  });
+  Var<T> out(y, {x}, "relu");
+  out.on_backward([x](const Tensor<T>& dy) {
+    Tensor<T> dx = Tensor<T>::empty(dy.shape());
+    const T* px = x.value().data();
+    const T* pdy = dy.data();
+    T* pdx = dx.data();
+    detail::parallel_chunks(dx.numel(), 1.0, [&](Index begin, Index end) {
+      for (Index i = begin; i < end; ++i) {
+        const T g = pdy[i];  // read unconditionally: the select then vectorizes
+        pdx[i] = px[i] > T(0) ? g : T(0);
+      }
+    });
+    x.accumulate_grad(std::move(dx));
+  });
+  return out;
 }
 
 /// Gaussian error linear unit (Hendrycks & Gimpel 2016): x * Phi(x), or its tanh approximation.

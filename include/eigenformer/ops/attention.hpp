@@ -1,6 +1,7 @@
 // Fused scaled dot-product attention, softmax(Q K^T * scale + mask) V with optional dropout on the
 // probabilities (Vaswani et al. 2017; torch.nn.functional.scaled_dot_product_attention with boolean masks where
-// true means "ignore", as in torch.nn.MultiheadAttention), plus the head split and merge of multi-head attention.
+// true means "ignore", as in torch.nn.MultiheadAttention), its multi-head form on packed (B, T, 3C) projections,
+// and the head split and merge of multi-head attention.
 #pragma once
 
 #include <cmath>
@@ -9,6 +10,7 @@
 
 #include "eigenformer/autograd/var.hpp"
 #include "eigenformer/core/parallel.hpp"
+#include "eigenformer/ops/gemm.hpp"
 
 namespace eigenformer {
 
@@ -32,11 +34,145 @@ struct AttentionOptions {
 
 namespace detail {
 
-/// Checks one mask's shape against what attention expects; throws ShapeError naming the argument.
-inline void check_mask_shape(const char* arg, const Shape& got, const Shape& want) {
-  if (got != want)
-    throw ShapeError(concat("scaled_dot_product_attention: ", arg, " is ", to_string(got), ", expected ",
-                            to_string(want)));
+/// Checks one mask's shape against what attention expects; throws ShapeError naming the function and argument.
+inline void check_mask_shape(const char* fn, const char* arg, const Shape& got, const Shape& want) {
+  if (got != want) throw ShapeError(concat(fn, ": ", arg, " is ", to_string(got), ", expected ", to_string(want)));
+}
+
+/// One head's operands: row-major (rows, head size) blocks with row strides, so that heads can be read from and
+/// written to packed (B, T, 3C) projections and (B, T, C) outputs in place.
+template <typename T>
+struct HeadOperands {
+  const T* q;
+  const T* k;
+  const T* v;
+  Index ldq, ldk, ldv;
+};
+
+/// Sizes and the score scale shared by every head of one attention call.
+template <typename T>
+struct AttentionProblem {
+  Index B, H, Tq, S, D, Dv;
+  T scale;
+};
+
+/// Forward of head bh (batch b = bh / H): probs (Tq, S) = softmax(Q K^T * scale + mask), out (Tq, Dv, row stride
+/// ldo) = (probs * keep) V; keep is null without dropout, scratch holds Tq * S values.
+template <typename T>
+void attention_head_forward(const AttentionProblem<T>& pr, const AttentionMask<T>& mask, Index bh,
+                            const HeadOperands<T>& h, T* probs, const T* keep, T* out, Index ldo, T* scratch) {
+  using Row = Eigen::Map<Eigen::Array<T, 1, Eigen::Dynamic>>;
+  const Index Tq = pr.Tq, S = pr.S, b = bh / pr.H;
+  const T neg_inf = -std::numeric_limits<T>::infinity();
+  gemm(Tq, S, pr.D, h.q, h.ldq, false, h.k, h.ldk, true, probs, S, false);  // raw scores Q K^T
+  const bool masked = mask.attn_bias.defined() || mask.attn_mask.defined() || mask.key_padding.defined() || mask.causal;
+  const bool scale_first = masked || !(pr.scale > T(0));
+  for (Index t = 0; t < Tq; ++t) {
+    Row row(probs + t * S, S);
+    if (scale_first) {
+      row *= pr.scale;
+      if (mask.attn_bias.defined())
+        row += Eigen::Map<const Eigen::Array<T, 1, Eigen::Dynamic>>(mask.attn_bias.data() + t * S, S);
+      if (mask.attn_mask.defined())
+        for (Index s = 0; s < S; ++s)
+          if (mask.attn_mask.data()[t * S + s]) row[s] = neg_inf;
+      if (mask.key_padding.defined())
+        for (Index s = 0; s < S; ++s)
+          if (mask.key_padding.data()[b * S + s]) row[s] = neg_inf;
+      if (mask.causal)
+        for (Index s = t + 1; s < S; ++s) row[s] = neg_inf;
+    }
+    // Stable softmax: subtract the row max before exp; a row with every key masked becomes zeros instead of NaN.
+    // Unmasked rows take the scale inside the exp (scale > 0 keeps the max where it was). Masked scores are set
+    // to exactly 0 afterwards: the vectorized exp clamps its argument and would turn -inf into a denormal.
+    const T mx = row.maxCoeff();
+    if (mx == neg_inf) {
+      row.setZero();
+      continue;
+    }
+    if (masked)
+      row = (row == neg_inf).select(T(0), (row - mx).exp());
+    else if (scale_first)
+      row = (row - mx).exp();
+    else
+      row = ((row - mx) * pr.scale).exp();
+    row *= T(1) / row.sum();
+  }
+  const T* weights = probs;
+  if (keep) {  // dropout on the probabilities: the weights applied to V are probs * keep
+    Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>(scratch, Tq * S) =
+        Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>(probs, Tq * S) *
+        Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>(keep, Tq * S);
+    weights = scratch;
+  }
+  gemm(Tq, pr.Dv, S, weights, S, false, h.v, h.ldv, false, out, ldo, false);
+}
+
+/// Backward of head bh given dO (Tq, Dv, row stride lddo): dQ, dK, dV (each null when not wanted) with their row
+/// strides. With W = P * keep the weights applied to V: dV = W^T dO, dW = dO V^T, dP = dW * keep, then the softmax
+/// backward dS = P * (dP - rowsum(dP * P)), scaled into the scores: dQ = dS K, dK = dS^T Q.
+template <typename T>
+void attention_head_backward(const AttentionProblem<T>& pr, const HeadOperands<T>& h, const T* probs, const T* keep,
+                             const T* dout, Index lddo, T* dq, Index lddq, T* dk, Index lddk, T* dv, Index lddv,
+                             T* scratch) {
+  using Array = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
+  using ConstArray = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
+  const Index Tq = pr.Tq, S = pr.S;
+  if (dv) {
+    const T* weights = probs;
+    if (keep) {
+      Array(scratch, Tq * S) = ConstArray(probs, Tq * S) * ConstArray(keep, Tq * S);
+      weights = scratch;
+    }
+    gemm(S, pr.Dv, Tq, weights, S, true, dout, lddo, false, dv, lddv, false);
+  }
+  if (!dq && !dk) return;
+  T* ds = scratch;  // (Tq, S)
+  gemm(Tq, S, pr.Dv, dout, lddo, false, h.v, h.ldv, true, ds, S, false);
+  if (keep) Array(ds, Tq * S) *= ConstArray(keep, Tq * S);
+  for (Index t = 0; t < Tq; ++t) {
+    Eigen::Map<Eigen::Array<T, 1, Eigen::Dynamic>> d(ds + t * S, S);
+    const Eigen::Map<const Eigen::Array<T, 1, Eigen::Dynamic>> p(probs + t * S, S);
+    const T dot = (d * p).sum();
+    d = p * (d - dot) * pr.scale;
+  }
+  if (dq) gemm(Tq, pr.D, S, ds, S, false, h.k, h.ldk, false, dq, lddq, false);
+  if (dk) gemm(S, pr.D, Tq, ds, S, true, h.q, h.ldq, false, dk, lddk, false);
+}
+
+/// Per-thread scratch of at least n values (grows, never shrinks).
+template <typename T>
+T* attention_scratch(Index n) {
+  thread_local std::vector<T> buffer;
+  if (static_cast<Index>(buffer.size()) < n) buffer.resize(static_cast<std::size_t>(n));
+  return buffer.data();
+}
+
+/// Checks the masks and options of an attention call; throws ShapeError or ValueError naming the function.
+template <typename T>
+void check_attention_mask_and_options(const char* fn, Index B, Index Tq, Index S, const AttentionMask<T>& mask,
+                                      const AttentionOptions<T>& opt) {
+  if (mask.key_padding.defined()) check_mask_shape(fn, "key_padding mask", mask.key_padding.shape(), {B, S});
+  if (mask.attn_mask.defined()) check_mask_shape(fn, "attn_mask", mask.attn_mask.shape(), {Tq, S});
+  if (mask.attn_bias.defined()) check_mask_shape(fn, "attn_bias", mask.attn_bias.shape(), {Tq, S});
+  if (!(opt.dropout >= 0 && opt.dropout <= 1))
+    throw ValueError(concat(fn, ": dropout is ", opt.dropout, ", expected 0 <= dropout <= 1"));
+  if (opt.dropout > 0 && !opt.gen)
+    throw ValueError(concat(fn, ": dropout is ", opt.dropout, " but no generator was given"));
+}
+
+/// The dropout factors (0 or 1 / (1 - p)) for probabilities of shape ps, drawn serially from one generator before
+/// any parallel part (reproducible for any thread count); undefined when dropout is off.
+template <typename T>
+Tensor<T> attention_dropout_keep(const Shape& ps, const AttentionOptions<T>& opt) {
+  if (!(opt.dropout > 0)) return Tensor<T>();
+  Tensor<T> keep = Tensor<T>::empty(ps);
+  const T keep_scale = opt.dropout >= 1 ? T(0) : T(1) / (T(1) - opt.dropout);
+  for (Index i = 0; i < keep.numel(); ++i) {
+    const double u = static_cast<double>((*opt.gen)() >> 11) * 0x1.0p-53;
+    keep[i] = u < static_cast<double>(opt.dropout) ? T(0) : keep_scale;
+  }
+  return keep;
 }
 
 }  // namespace detail
@@ -65,121 +201,100 @@ Var<T> scaled_dot_product_attention(const Var<T>& q, const Var<T>& k, const Var<
   if (vs[rank - 2] != S)
     throw ShapeError(detail::concat(fn, ": k and v sequence lengths differ: k is ", to_string(ks), ", v is ",
                                     to_string(vs)));
-  if (mask.key_padding.defined()) detail::check_mask_shape("key_padding mask", mask.key_padding.shape(), {B, S});
-  if (mask.attn_mask.defined()) detail::check_mask_shape("attn_mask", mask.attn_mask.shape(), {Tq, S});
-  if (mask.attn_bias.defined()) detail::check_mask_shape("attn_bias", mask.attn_bias.shape(), {Tq, S});
-  if (!(opt.dropout >= 0 && opt.dropout <= 1))
-    throw ValueError(detail::concat(fn, ": dropout is ", opt.dropout, ", expected 0 <= dropout <= 1"));
-  const bool drop = opt.dropout > 0;
-  if (drop && !opt.gen) throw ValueError(detail::concat(fn, ": dropout is ", opt.dropout, " but no generator was given"));
+  detail::check_attention_mask_and_options(fn, B, Tq, S, mask, opt);
   const T scale = opt.scale != T(0) ? opt.scale : T(1) / std::sqrt(static_cast<T>(D));
   const Index BH = B * H;
 
-  using Mat = typename Tensor<T>::Matrix;
-  using RowMajorMap = Eigen::Map<Mat>;
-  using ConstRowMajorMap = Eigen::Map<const Mat>;
-
-  // probs: (..., T, S) softmax probabilities, cached for backward. keep: the dropout factors (0 or 1 / (1 - p)),
-  // only when dropout is on; the weights applied to v are probs * keep.
+  // probs: (..., T, S) softmax probabilities, cached for backward. keep: the dropout factors, only with dropout.
   Shape ps = qs;
   ps[rank - 1] = S;
   Tensor<T> probs = Tensor<T>::empty(ps);
-  Tensor<T> keep;
-  if (drop) {
-    keep = Tensor<T>::empty(ps);
-    // Draw the dropout mask serially (one generator) before the parallel part: reproducible for any thread count.
-    const T keep_scale = opt.dropout >= 1 ? T(0) : T(1) / (T(1) - opt.dropout);
-    for (Index i = 0; i < keep.numel(); ++i) {
-      const double u = static_cast<double>((*opt.gen)() >> 11) * 0x1.0p-53;
-      keep[i] = u < static_cast<double>(opt.dropout) ? T(0) : keep_scale;
-    }
-  }
+  const Tensor<T> keep = detail::attention_dropout_keep(ps, opt);
   Shape os = qs;
   os[rank - 1] = Dv;
   Tensor<T> out = Tensor<T>::empty(os);
 
-  const T neg_inf = -std::numeric_limits<T>::infinity();
+  const detail::AttentionProblem<T> pr{B, H, Tq, S, D, Dv, scale};  // the backward reads masks from probs
   const Tensor<T> qv = q.value(), kv = k.value(), vv = v.value();
+  auto operands = [qv, kv, vv, Tq, S, D, Dv](Index bh) {
+    return detail::HeadOperands<T>{qv.data() + bh * Tq * D, kv.data() + bh * S * D, vv.data() + bh * S * Dv, D, D, Dv};
+  };
   detail::parallel_for(BH, 2.0 * static_cast<double>(Tq * S * (D + Dv)), [&](Index bh) {
-    const Index b = bh / H;
-    ConstRowMajorMap Q(qv.data() + bh * Tq * D, Tq, D);
-    ConstRowMajorMap K(kv.data() + bh * S * D, S, D);
-    ConstRowMajorMap V(vv.data() + bh * S * Dv, S, Dv);
-    RowMajorMap P(probs.data() + bh * Tq * S, Tq, S);
-    P.noalias() = (Q * K.transpose()) * scale;
-    for (Index t = 0; t < Tq; ++t) {
-      T* row = P.data() + t * S;
-      if (mask.attn_bias.defined())
-        for (Index s = 0; s < S; ++s) row[s] += mask.attn_bias.data()[t * S + s];
-      if (mask.attn_mask.defined())
-        for (Index s = 0; s < S; ++s)
-          if (mask.attn_mask.data()[t * S + s]) row[s] = neg_inf;
-      if (mask.key_padding.defined())
-        for (Index s = 0; s < S; ++s)
-          if (mask.key_padding.data()[b * S + s]) row[s] = neg_inf;
-      if (mask.causal)
-        for (Index s = t + 1; s < S; ++s) row[s] = neg_inf;
-      // Stable softmax: subtract the row max; a row with every key masked becomes zeros instead of NaN.
-      T mx = neg_inf;
-      for (Index s = 0; s < S; ++s) mx = row[s] > mx ? row[s] : mx;
-      if (mx == neg_inf) {
-        for (Index s = 0; s < S; ++s) row[s] = T(0);
-        continue;
-      }
-      T sum = 0;
-      for (Index s = 0; s < S; ++s) {
-        row[s] = std::exp(row[s] - mx);
-        sum += row[s];
-      }
-      const T inv = T(1) / sum;
-      for (Index s = 0; s < S; ++s) row[s] *= inv;
-    }
-    RowMajorMap O(out.data() + bh * Tq * Dv, Tq, Dv);
-    if (drop) {
-      const Mat W = P.cwiseProduct(ConstRowMajorMap(keep.data() + bh * Tq * S, Tq, S));
-      O.noalias() = W * V;
-    } else {
-      O.noalias() = P * V;
-    }
+    detail::attention_head_forward(pr, mask, bh, operands(bh), probs.data() + bh * Tq * S,
+                                   keep.defined() ? keep.data() + bh * Tq * S : nullptr, out.data() + bh * Tq * Dv,
+                                   Dv, detail::attention_scratch<T>(Tq * S));
   });
   if (opt.probs_out) *opt.probs_out = probs;
 
   Var<T> y(out, {q, k, v}, "scaled_dot_product_attention");
-  y.on_backward([q, k, v, probs, keep, scale, BH, Tq, S, D, Dv](const Tensor<T>& dy) {
-    const bool dropped = keep.defined();
+  y.on_backward([q, k, v, probs, keep, pr, operands](const Tensor<T>& dy) {
+    const Index Tq = pr.Tq, S = pr.S, D = pr.D, Dv = pr.Dv;
     Tensor<T> dq = q.requires_grad() ? Tensor<T>::empty(q.shape()) : Tensor<T>();
     Tensor<T> dk = k.requires_grad() ? Tensor<T>::empty(k.shape()) : Tensor<T>();
     Tensor<T> dv = v.requires_grad() ? Tensor<T>::empty(v.shape()) : Tensor<T>();
-    const Tensor<T> qv = q.value(), kv = k.value(), vv = v.value();
-    detail::parallel_for(BH, 4.0 * static_cast<double>(Tq * S * (D + Dv)), [&](Index bh) {
-      ConstRowMajorMap Q(qv.data() + bh * Tq * D, Tq, D);
-      ConstRowMajorMap K(kv.data() + bh * S * D, S, D);
-      ConstRowMajorMap V(vv.data() + bh * S * Dv, S, Dv);
-      ConstRowMajorMap P(probs.data() + bh * Tq * S, Tq, S);
-      ConstRowMajorMap dO(dy.data() + bh * Tq * Dv, Tq, Dv);
-      // With W = P * keep the weights applied to V: dV = W^T dO, dW = dO V^T, dP = dW * keep, then the
-      // softmax backward dS = P * (dP - rowsum(dP * P)), scaled into the scores.
-      if (dv.defined()) {
-        RowMajorMap dV(dv.data() + bh * S * Dv, S, Dv);
-        if (dropped)
-          dV.noalias() = P.cwiseProduct(ConstRowMajorMap(keep.data() + bh * Tq * S, Tq, S)).transpose() * dO;
-        else
-          dV.noalias() = P.transpose() * dO;
-      }
-      if (!dq.defined() && !dk.defined()) return;
-      Mat dS = dO * V.transpose();
-      if (dropped) dS.array() *= ConstRowMajorMap(keep.data() + bh * Tq * S, Tq, S).array();
-      for (Index t = 0; t < Tq; ++t) {
-        T dot = 0;
-        for (Index s = 0; s < S; ++s) dot += dS(t, s) * P(t, s);
-        for (Index s = 0; s < S; ++s) dS(t, s) = P(t, s) * (dS(t, s) - dot) * scale;
-      }
-      if (dq.defined()) RowMajorMap(dq.data() + bh * Tq * D, Tq, D).noalias() = dS * K;
-      if (dk.defined()) RowMajorMap(dk.data() + bh * S * D, S, D).noalias() = dS.transpose() * Q;
+    detail::parallel_for(pr.B * pr.H, 4.0 * static_cast<double>(Tq * S * (D + Dv)), [&](Index bh) {
+      detail::attention_head_backward(pr, operands(bh), probs.data() + bh * Tq * S,
+                                      keep.defined() ? keep.data() + bh * Tq * S : nullptr, dy.data() + bh * Tq * Dv,
+                                      Dv, dq.defined() ? dq.data() + bh * Tq * D : nullptr, D,
+                                      dk.defined() ? dk.data() + bh * S * D : nullptr, D,
+                                      dv.defined() ? dv.data() + bh * S * Dv : nullptr, Dv,
+                                      detail::attention_scratch<T>(Tq * S));
     });
     if (dq.defined()) q.accumulate_grad(std::move(dq));
     if (dk.defined()) k.accumulate_grad(std::move(dk));
     if (dv.defined()) v.accumulate_grad(std::move(dv));
+  });
+  return y;
+}
+
+/// Multi-head self-attention on packed projections: qkv (B, T, 3C), laid out as torch.nn.MultiheadAttention's
+/// in_proj output (q, k, v blocks of C = H * D each), -> (B, T, C) with the heads merged. Equals
+/// merge_heads(scaled_dot_product_attention(q, k, v)) with {q, k, v} = split_qkv_heads(qkv, H), but reads the
+/// heads from qkv and writes them into the output in place (no split, merge or gradient scatter copies).
+/// probs_out (in opt) receives (B, H, T, T).
+template <typename T>
+Var<T> scaled_dot_product_attention_packed(const Var<T>& qkv, Index num_heads, const AttentionMask<T>& mask = {},
+                                           const AttentionOptions<T>& opt = {}) {
+  const char* fn = "scaled_dot_product_attention_packed";
+  if (qkv.dim() != 3 || num_heads <= 0 || qkv.size(2) % (3 * num_heads) != 0)
+    throw ShapeError(detail::concat(fn, ": qkv is ", to_string(qkv.shape()),
+                                    ", expected (B, T, 3 * C) with C divisible by num_heads = ", num_heads));
+  const Index B = qkv.size(0), Tn = qkv.size(1), C = qkv.size(2) / 3, H = num_heads, D = C / H;
+  detail::check_attention_mask_and_options(fn, B, Tn, Tn, mask, opt);
+  const T scale = opt.scale != T(0) ? opt.scale : T(1) / std::sqrt(static_cast<T>(D));
+
+  Tensor<T> probs = Tensor<T>::empty({B, H, Tn, Tn});  // cached for backward
+  const Tensor<T> keep = detail::attention_dropout_keep(probs.shape(), opt);
+  Tensor<T> out = Tensor<T>::empty({B, Tn, C});
+
+  const detail::AttentionProblem<T> pr{B, H, Tn, Tn, D, D, scale};
+  const Tensor<T> x = qkv.value();
+  // Head h of batch b: q at row (b, t), columns [h D, (h + 1) D) of the q block; rows 3C apart.
+  auto operands = [x, Tn, C, H, D](Index bh) {
+    const T* base = x.data() + (bh / H) * Tn * 3 * C + (bh % H) * D;
+    return detail::HeadOperands<T>{base, base + C, base + 2 * C, 3 * C, 3 * C, 3 * C};
+  };
+  detail::parallel_for(B * H, 4.0 * static_cast<double>(Tn * Tn * D), [&](Index bh) {
+    detail::attention_head_forward(pr, mask, bh, operands(bh), probs.data() + bh * Tn * Tn,
+                                   keep.defined() ? keep.data() + bh * Tn * Tn : nullptr,
+                                   out.data() + (bh / H) * Tn * C + (bh % H) * D, C,
+                                   detail::attention_scratch<T>(Tn * Tn));
+  });
+  if (opt.probs_out) *opt.probs_out = probs;
+
+  Var<T> y(out, {qkv}, fn);
+  y.on_backward([qkv, probs, keep, pr, operands](const Tensor<T>& dy) {
+    const Index Tn = pr.Tq, H = pr.H, D = pr.D, C = H * D;
+    Tensor<T> dqkv = Tensor<T>::empty(qkv.shape());  // every element written once: dq, dk and dv blocks
+    detail::parallel_for(pr.B * H, 8.0 * static_cast<double>(Tn * Tn * D), [&](Index bh) {
+      const Index offset = (bh / H) * Tn * 3 * C + (bh % H) * D;
+      detail::attention_head_backward(pr, operands(bh), probs.data() + bh * Tn * Tn,
+                                      keep.defined() ? keep.data() + bh * Tn * Tn : nullptr,
+                                      dy.data() + (bh / H) * Tn * C + (bh % H) * D, C, dqkv.data() + offset, 3 * C,
+                                      dqkv.data() + offset + C, 3 * C, dqkv.data() + offset + 2 * C, 3 * C,
+                                      detail::attention_scratch<T>(Tn * Tn));
+    });
+    qkv.accumulate_grad(std::move(dqkv));
   });
   return y;
 }

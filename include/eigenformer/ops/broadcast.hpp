@@ -2,8 +2,10 @@
 // a gradient back down to an operand's shape.
 #pragma once
 
+#include <algorithm>
 #include <vector>
 
+#include "eigenformer/core/parallel.hpp"
 #include "eigenformer/core/shape.hpp"
 #include "eigenformer/tensor/tensor.hpp"
 
@@ -27,6 +29,19 @@ inline bool is_trailing_of(const Shape& s, const Shape& out) {
   return true;
 }
 
+/// out[j] = sum over r of x[r * cols + j]: the sums of the columns of a row-major (rows, cols) matrix, row by row
+/// (contiguous, vectorized), split by columns over threads when large.
+template <typename T>
+void column_sums(const T* x, Index rows, Index cols, T* out) {
+  using Row = Eigen::Map<Eigen::Array<T, 1, Eigen::Dynamic>>;
+  using ConstRow = Eigen::Map<const Eigen::Array<T, 1, Eigen::Dynamic>>;
+  parallel_chunks(cols, static_cast<double>(rows), [&](Index begin, Index end) {
+    Row o(out + begin, end - begin);
+    o.setZero();
+    for (Index r = 0; r < rows; ++r) o += ConstRow(x + r * cols + begin, end - begin);
+  });
+}
+
 /// out[i] = f(a[ia], b[ib]) over the broadcast shape `out_shape`.
 template <typename T, typename F>
 Tensor<T> broadcast_map(const Tensor<T>& a, const Tensor<T>& b, const Shape& out_shape, F f) {
@@ -35,18 +50,28 @@ Tensor<T> broadcast_map(const Tensor<T>& a, const Tensor<T>& b, const Shape& out
   T* o = out.data();
   const T* pa = a.data();
   const T* pb = b.data();
+  // Same shapes, a scalar operand, or a bias-like trailing operand: flat loops that vectorize, split over threads
+  // when large. The general case walks an odometer.
   if (a.shape() == out_shape && b.shape() == out_shape) {
-    for (Index i = 0; i < n; ++i) o[i] = f(pa[i], pb[i]);
+    parallel_chunks(n, 1.0, [&](Index begin, Index end) {
+      for (Index i = begin; i < end; ++i) o[i] = f(pa[i], pb[i]);
+    });
   } else if (b.numel() == 1 && a.shape() == out_shape) {
     const T vb = pb[0];
-    for (Index i = 0; i < n; ++i) o[i] = f(pa[i], vb);
+    parallel_chunks(n, 1.0, [&](Index begin, Index end) {
+      for (Index i = begin; i < end; ++i) o[i] = f(pa[i], vb);
+    });
   } else if (a.numel() == 1 && b.shape() == out_shape) {
     const T va = pa[0];
-    for (Index i = 0; i < n; ++i) o[i] = f(va, pb[i]);
+    parallel_chunks(n, 1.0, [&](Index begin, Index end) {
+      for (Index i = begin; i < end; ++i) o[i] = f(va, pb[i]);
+    });
   } else if (a.shape() == out_shape && is_trailing_of(b.shape(), out_shape) && b.numel() > 0) {
     const Index inner = b.numel();
-    for (Index r = 0; r < n; r += inner)
-      for (Index i = 0; i < inner; ++i) o[r + i] = f(pa[r + i], pb[i]);
+    parallel_chunks(n / inner, static_cast<double>(inner), [&](Index begin, Index end) {
+      for (Index r = begin * inner; r < end * inner; r += inner)
+        for (Index i = 0; i < inner; ++i) o[r + i] = f(pa[r + i], pb[i]);
+    });
   } else {
     const Shape sa = broadcast_strides(a.shape(), out_shape), sb = broadcast_strides(b.shape(), out_shape);
     const std::size_t rank = out_shape.size();
@@ -78,8 +103,7 @@ Tensor<T> sum_to(const Tensor<T>& g, const Shape& shape) {
     out[0] = g.array().sum();
   } else if (is_trailing_of(shape, g.shape())) {
     const Index inner = out.numel();
-    typename Tensor<T>::ConstMatrixMap gm(g.data(), n / inner, inner);
-    Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>>(out.data(), inner) = gm.colwise().sum();
+    column_sums(g.data(), n / inner, inner, out.data());
   } else {
     const Shape so = broadcast_strides(shape, g.shape());
     const std::size_t rank = g.shape().size();

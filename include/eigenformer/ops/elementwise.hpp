@@ -17,7 +17,9 @@ Var<T> unary_map(const char* name, const Var<T>& x, F f, DF df) {
   Tensor<T> y = Tensor<T>::empty(x.shape());
   const T* px = x.value().data();
   T* py = y.data();
-  for (Index i = 0, n = y.numel(); i < n; ++i) py[i] = f(px[i]);
+  parallel_chunks(y.numel(), 1.0, [&](Index begin, Index end) {
+    for (Index i = begin; i < end; ++i) py[i] = f(px[i]);
+  });
   Var<T> out(y, {x}, name);
   out.on_backward([x, y, df](const Tensor<T>& dy) {
     Tensor<T> dx = Tensor<T>::empty(dy.shape());
@@ -25,7 +27,9 @@ Var<T> unary_map(const char* name, const Var<T>& x, F f, DF df) {
     const T* pyv = y.data();
     const T* pdy = dy.data();
     T* pdx = dx.data();
-    for (Index i = 0, n = dx.numel(); i < n; ++i) pdx[i] = pdy[i] * df(px[i], pyv[i]);
+    parallel_chunks(dx.numel(), 1.0, [&](Index begin, Index end) {
+      for (Index i = begin; i < end; ++i) pdx[i] = pdy[i] * df(px[i], pyv[i]);
+    });
     x.accumulate_grad(std::move(dx));
   });
   return out;

@@ -2,10 +2,14 @@
 // torch.nn.functional.layer_norm with normalized_shape = the last dimension, biased variance).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
+#include <mutex>
 #include <utility>
+#include <vector>
 
 #include "eigenformer/autograd/var.hpp"
+#include "eigenformer/core/parallel.hpp"
 
 namespace eigenformer {
 
@@ -31,18 +35,26 @@ Var<T> layer_norm(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, T e
   Tensor<T> rstd = Tensor<T>::empty({rows});  // 1 / sqrt(var + eps), cached for the backward
   const T* px = x.value().data();
   T* py = y.data();
-  for (Index r = 0; r < rows; ++r) {
-    ConstArrayMap xr(px + r * c, c);
-    ArrayMap yr(py + r * c, c);
-    const T mu = xr.mean();
-    yr = xr - mu;  // two passes (mean, then squared deviations): no cancellation in E[x^2] - E[x]^2
-    const T rs = T(1) / std::sqrt(yr.square().mean() + eps);
-    yr *= rs;
-    if (weight.defined()) yr *= ConstArrayMap(weight.value().data(), c);
-    if (bias.defined()) yr += ConstArrayMap(bias.value().data(), c);
-    mean[r] = mu;
-    rstd[r] = rs;
-  }
+  const T* pw = weight.defined() ? weight.value().data() : nullptr;
+  const T* pb = bias.defined() ? bias.value().data() : nullptr;
+  detail::parallel_chunks(rows, 8.0 * static_cast<double>(c), [&](Index begin, Index end) {
+    for (Index r = begin; r < end; ++r) {
+      ConstArrayMap xr(px + r * c, c);
+      ArrayMap yr(py + r * c, c);
+      const T mu = xr.mean();
+      yr = xr - mu;  // two passes (mean, then squared deviations): no cancellation in E[x^2] - E[x]^2
+      const T rs = T(1) / std::sqrt(yr.square().mean() + eps);
+      if (pw && pb)
+        yr = yr * rs * ConstArrayMap(pw, c) + ConstArrayMap(pb, c);
+      else {
+        yr *= rs;
+        if (pw) yr *= ConstArrayMap(pw, c);
+        if (pb) yr += ConstArrayMap(pb, c);
+      }
+      mean[r] = mu;
+      rstd[r] = rs;
+    }
+  });
 
   Var<T> out(std::move(y), {x, weight, bias}, "layer_norm");
   out.on_backward([x, weight, bias, mean, rstd, rows, c](const Tensor<T>& dy) {
@@ -57,19 +69,35 @@ Var<T> layer_norm(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, T e
     Tensor<T> dx = need_dx ? Tensor<T>::empty(x.shape()) : Tensor<T>();
     Tensor<T> dw = need_dw ? Tensor<T>::zeros({c}) : Tensor<T>();
     Tensor<T> db = need_db ? Tensor<T>::zeros({c}) : Tensor<T>();
-    Array xhat(c), g(c);  // row scratch, reused
-    for (Index r = 0; r < rows; ++r) {
-      ConstArrayMap xr(x.value().data() + r * c, c), dyr(dy.data() + r * c, c);
-      xhat = (xr - mean[r]) * rstd[r];
-      if (need_dw) dw.array() += dyr * xhat;
-      if (need_db) db.array() += dyr;
-      if (!need_dx) continue;
-      if (weight.defined())
-        g = dyr * ConstArrayMap(weight.value().data(), c);
-      else
-        g = dyr;
-      const T g_mean = g.mean(), gx_mean = (g * xhat).mean();
-      ArrayMap(dx.data() + r * c, c) = (g - g_mean - xhat * gx_mean) * rstd[r];
+    const T* pw = weight.defined() ? weight.value().data() : nullptr;
+    // Each range of rows sums dweight and dbias privately; the parts are added in row order afterwards, so the
+    // result does not depend on which thread finished first.
+    std::mutex merge;
+    std::vector<std::pair<Index, std::pair<Array, Array>>> parts;
+    detail::parallel_chunks(rows, 12.0 * static_cast<double>(c), [&](Index begin, Index end) {
+      Array xhat(c), g(c), dw_part, db_part;  // row scratch, reused
+      if (need_dw) dw_part = Array::Zero(c);
+      if (need_db) db_part = Array::Zero(c);
+      for (Index r = begin; r < end; ++r) {
+        ConstArrayMap xr(x.value().data() + r * c, c), dyr(dy.data() + r * c, c);
+        xhat = (xr - mean[r]) * rstd[r];
+        if (need_dw) dw_part += dyr * xhat;
+        if (need_db) db_part += dyr;
+        if (!need_dx) continue;
+        if (pw)
+          g = dyr * ConstArrayMap(pw, c);
+        else
+          g = dyr;
+        const T g_mean = g.mean(), gx_mean = (g * xhat).mean();
+        ArrayMap(dx.data() + r * c, c) = (g - g_mean - xhat * gx_mean) * rstd[r];
+      }
+      std::lock_guard<std::mutex> lock(merge);
+      parts.emplace_back(begin, std::make_pair(std::move(dw_part), std::move(db_part)));
+    });
+    std::sort(parts.begin(), parts.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (const auto& part : parts) {
+      if (need_dw) dw.array() += part.second.first;
+      if (need_db) db.array() += part.second.second;
     }
     if (need_dx) x.accumulate_grad(std::move(dx));
     if (need_dw) weight.accumulate_grad(std::move(dw));

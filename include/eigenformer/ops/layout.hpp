@@ -116,7 +116,7 @@ Var<T> narrow_var(const char* fn, const Var<T>& x, Index a, Index start, Index l
   Var<T> y(std::move(out), {x}, fn);
   y.on_backward([x, b, row, stride, offset](const Tensor<T>& dy) {
     const T* pdy = dy.data();
-    if (x.has_grad()) {
+    if (x.has_grad() && x.grad().is_unique()) {
       // Add in place: the same += accumulate_grad would do, without a zero tensor of x's full size per slice
       // (split into q, k, v would otherwise build three).
       Var<T> target = x;

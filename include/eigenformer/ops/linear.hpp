@@ -1,67 +1,93 @@
-// Affine map y = x W^T + b over the last axis, one GEMM on the (rows, in) view (torch.nn.functional.linear).
+// Affine map y = x W^T + b over the last axis, one GEMM on the (rows, in) view (torch.nn.functional.linear), and
+// the same map fused with relu (the first half of a transformer feed-forward block).
 #pragma once
 
 #include <utility>
 
 #include "eigenformer/autograd/var.hpp"
+#include "eigenformer/ops/broadcast.hpp"
+#include "eigenformer/ops/gemm.hpp"
 
 namespace eigenformer {
+namespace detail {
 
-/// x W^T + b: x (..., in), weight (out, in), bias (out) or an undefined Var<T>() for none -> (..., out).
+/// x W^T + b, then relu when asked; `fn` names the op in messages and in the graph.
 template <typename T>
-Var<T> linear(const Var<T>& x, const Var<T>& weight, const Var<T>& bias = Var<T>()) {
+Var<T> linear_op(const char* fn, const Var<T>& x, const Var<T>& weight, const Var<T>& bias, bool relu) {
   const Shape& sx = x.shape();
   const Shape& sw = weight.shape();
   if (sw.size() != 2)
-    throw ShapeError(detail::concat("linear: weight is ", to_string(sw), ", expected (out_features, in_features)"));
+    throw ShapeError(concat(fn, ": weight is ", to_string(sw), ", expected (out_features, in_features)"));
   if (sx.empty() || sx.back() != sw[1])
-    throw ShapeError(detail::concat("linear: x is ", to_string(sx), ", weight is ", to_string(sw),
-                                    ", expected x's last dimension to be in_features = ", sw[1]));
+    throw ShapeError(concat(fn, ": x is ", to_string(sx), ", weight is ", to_string(sw),
+                            ", expected x's last dimension to be in_features = ", sw[1]));
   if (bias.defined() && bias.shape() != Shape{sw[0]})
-    throw ShapeError(detail::concat("linear: bias is ", to_string(bias.shape()), ", weight is ", to_string(sw),
-                                    ", expected bias (", sw[0], ")"));
+    throw ShapeError(concat(fn, ": bias is ", to_string(bias.shape()), ", weight is ", to_string(sw),
+                            ", expected bias (", sw[0], ")"));
 
-  using MatrixMap = typename Tensor<T>::MatrixMap;
-  using ConstMatrixMap = typename Tensor<T>::ConstMatrixMap;
   const Index in = sw[1], out_features = sw[0];
   Shape out_shape = sx;
   out_shape.back() = out_features;
-  const Index rows = in == 0 ? numel(Shape(sx.begin(), sx.end() - 1)) : x.numel() / in;
-  Tensor<T> y = Tensor<T>::empty(out_shape);  // (rows, out) view: rows = every leading dimension
-  MatrixMap ym(y.data(), rows, out_features);
-  ConstMatrixMap xm(x.value().data(), rows, in);
-  ConstMatrixMap wm(weight.value().data(), out_features, in);
-  if (bias.defined())
-    ym.rowwise() = Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(bias.value().data(), out_features);
-  else
-    ym.setZero();
-  // Accumulating into the bias-filled output folds the bias add into the GEMM.
-  ym.noalias() += xm * wm.transpose();
+  const Index rows = numel(Shape(sx.begin(), sx.end() - 1));  // every leading dimension
+  Tensor<T> y = Tensor<T>::empty(out_shape);                   // (rows, out)
+  // One GEMM over the (rows, in) view; the bias add and relu happen in its store.
+  GemmEpilogue<T> epilogue;
+  epilogue.bias = bias.defined() ? bias.value().data() : nullptr;
+  epilogue.relu = relu;
+  gemm(rows, out_features, in, x.value().data(), in, false, weight.value().data(), in, true, y.data(), out_features,
+       false, epilogue);
 
-  Var<T> result(std::move(y), {x, weight, bias}, "linear");
-  result.on_backward([x, weight, bias, rows](const Tensor<T>& dy) {
-    using MatrixMap = typename Tensor<T>::MatrixMap;
-    using ConstMatrixMap = typename Tensor<T>::ConstMatrixMap;
+  Var<T> result(y, {x, weight, bias}, fn);
+  // relu's derivative reads the output (y > 0 exactly where the pre-activation is): the pre-activation is not kept.
+  const Tensor<T> saved_y = relu ? y : Tensor<T>();
+  result.on_backward([x, weight, bias, rows, saved_y](const Tensor<T>& dy) {
     const Index out_features = weight.shape()[0], in = weight.shape()[1];
-    ConstMatrixMap dym(dy.data(), rows, out_features);  // (rows, out)
+    Tensor<T> dz = dy;  // (rows, out): the gradient before the activation
+    if (saved_y.defined()) {
+      dz = Tensor<T>::empty(dy.shape());
+      const T* py = saved_y.data();
+      const T* pdy = dy.data();
+      T* pdz = dz.data();
+      parallel_chunks(dz.numel(), 1.0, [&](Index begin, Index end) {
+        for (Index i = begin; i < end; ++i) {
+          const T g = pdy[i];  // read unconditionally: the select then vectorizes
+          pdz[i] = py[i] > T(0) ? g : T(0);
+        }
+      });
+    }
     if (x.requires_grad()) {
-      Tensor<T> dx = Tensor<T>::empty(x.shape());
-      MatrixMap(dx.data(), rows, in).noalias() = dym * ConstMatrixMap(weight.value().data(), out_features, in);
+      Tensor<T> dx = Tensor<T>::empty(x.shape());  // dz W
+      gemm(rows, in, out_features, dz.data(), out_features, false, weight.value().data(), in, false, dx.data(), in,
+           false);
       x.accumulate_grad(std::move(dx));
     }
     if (weight.requires_grad()) {
-      Tensor<T> dw = Tensor<T>::empty(weight.shape());
-      // One GEMM sums over every leading dimension of x.
-      MatrixMap(dw.data(), out_features, in).noalias() = dym.transpose() * ConstMatrixMap(x.value().data(), rows, in);
+      Tensor<T> dw = Tensor<T>::empty(weight.shape());  // dz^T x: one GEMM sums over every leading dimension
+      gemm(out_features, in, rows, dz.data(), out_features, true, x.value().data(), in, false, dw.data(), in, false);
       weight.accumulate_grad(std::move(dw));
     }
     if (bias.defined() && bias.requires_grad()) {
       Tensor<T> db = Tensor<T>::empty(bias.shape());
-      Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>>(db.data(), out_features) = dym.colwise().sum();
+      column_sums(dz.data(), rows, out_features, db.data());
       bias.accumulate_grad(std::move(db));
     }
   });
   return result;
+}
+
+}  // namespace detail
+
+/// x W^T + b: x (..., in), weight (out, in), bias (out) or an undefined Var<T>() for none -> (..., out).
+template <typename T>
+Var<T> linear(const Var<T>& x, const Var<T>& weight, const Var<T>& bias = Var<T>()) {
+  return detail::linear_op("linear", x, weight, bias, false);
+}
+
+/// relu(x W^T + b) in one op: the relu is applied as the GEMM stores its result, and the backward needs only the
+/// output. Same shapes as linear().
+template <typename T>
+Var<T> linear_relu(const Var<T>& x, const Var<T>& weight, const Var<T>& bias = Var<T>()) {
+  return detail::linear_op("linear_relu", x, weight, bias, true);
 }
 
 }  // namespace eigenformer

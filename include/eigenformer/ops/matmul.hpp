@@ -7,28 +7,18 @@
 #include <utility>
 
 #include "eigenformer/autograd/var.hpp"
+#include "eigenformer/ops/gemm.hpp"
 
 namespace eigenformer {
 namespace detail {
 
-/// dst = op(x) op(y), or dst += op(x) op(y) when accumulate; op transposes its operand when the flag is set.
-/// The transpose is a view inside the Eigen product: no operand is copied.
+/// dst = op(x) op(y), or += when accumulate, for row-major matrices (Eigen maps) with contiguous rows; op
+/// transposes its operand when the flag is set (folded into the packing: no operand is copied).
 template <typename Dst, typename X, typename Y>
 void gemm(Dst&& dst, const X& x, bool transpose_x, const Y& y, bool transpose_y, bool accumulate) {
-  auto assign = [&](const auto& product) {
-    if (accumulate)
-      dst.noalias() += product;
-    else
-      dst.noalias() = product;
-  };
-  if (!transpose_x && !transpose_y)
-    assign(x * y);
-  else if (transpose_x && !transpose_y)
-    assign(x.transpose() * y);
-  else if (!transpose_x && transpose_y)
-    assign(x * y.transpose());
-  else
-    assign(x.transpose() * y.transpose());
+  const Index k = transpose_x ? x.rows() : x.cols();
+  gemm(dst.rows(), dst.cols(), k, x.data(), x.cols(), transpose_x, y.data(), y.cols(), transpose_y, dst.data(),
+       dst.cols(), accumulate);
 }
 
 /// "a is (2, 3)", or "a is (3, 2) (transposed: (2, 3))" when the operand is used transposed.

@@ -1,0 +1,408 @@
+// The matrix product every op runs on: C = op(A) op(B) (or C += ...) over row-major operands with row strides, as
+// BLAS sgemm/dgemm (beta 0 or 1). Float runs on a packed AVX2+FMA kernel chosen at run time (the BLIS/GotoBLAS
+// layout, Goto & van de Geijn 2008); other types and other CPUs go through Eigen, and so do large products outside
+// parallel regions in EIGEN_USE_BLAS builds (Eigen then calls the BLAS).
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <new>
+#include <type_traits>
+
+#include <Eigen/Core>
+
+#include "eigenformer/core/config.hpp"
+#include "eigenformer/core/parallel.hpp"
+
+// Why a kernel of our own: GCC 12 compiles Eigen 3.4's float GEBP kernel into FMAs that reload their lhs operand
+// from memory (16 loads per 12 FMAs), about 55% of the FMA peak on AVX2 machines; clang reaches ~80%, and so does
+// this kernel with either compiler. EIGENFORMER_NO_GEMM_KERNEL turns it off (everything through Eigen).
+#if !defined(EIGENFORMER_NO_GEMM_KERNEL) && (defined(__GNUC__) || defined(__clang__)) && \
+    (defined(__x86_64__) || defined(__i386__))
+#define EIGENFORMER_GEMM_AVX2 1
+#include <immintrin.h>
+#endif
+
+namespace eigenformer {
+namespace detail {
+
+/// Work folded into the store of a product: a per-column bias added to every row, then relu.
+template <typename T>
+struct GemmEpilogue {
+  const T* bias = nullptr;  // n values, or null
+  bool relu = false;        // max(., 0) after the bias
+};
+
+/// C (m x n, row stride ldc) = op(A) op(B), or C += op(A) op(B) when accumulate, then the epilogue. op(A) is m x k:
+/// A is stored m x k (row stride lda), or k x m when transpose_a. op(B) is k x n: B is stored k x n (ldb), or
+/// n x k when transpose_b. Runs on OpenMP threads when the product is large and we are not already inside a
+/// parallel region. C must not overlap A or B.
+template <typename T>
+void gemm(Index m, Index n, Index k, const T* a, Index lda, bool transpose_a, const T* b, Index ldb,
+          bool transpose_b, T* c, Index ldc, bool accumulate, const GemmEpilogue<T>& epilogue = {});
+
+/// The Eigen path: strided maps, the transposes folded into the product expression.
+template <typename T>
+void gemm_eigen(Index m, Index n, Index k, const T* a, Index lda, bool transpose_a, const T* b, Index ldb,
+                bool transpose_b, T* c, Index ldc, bool accumulate, const GemmEpilogue<T>& epilogue) {
+  using Mat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  using Map = Eigen::Map<Mat, 0, Eigen::OuterStride<>>;
+  using ConstMap = Eigen::Map<const Mat, 0, Eigen::OuterStride<>>;
+  Map cm(c, m, n, Eigen::OuterStride<>(ldc));
+  const ConstMap am(a, transpose_a ? k : m, transpose_a ? m : k, Eigen::OuterStride<>(lda));
+  const ConstMap bm(b, transpose_b ? n : k, transpose_b ? k : n, Eigen::OuterStride<>(ldb));
+  auto assign = [&](const auto& product) {
+    if (accumulate)
+      cm.noalias() += product;
+    else
+      cm.noalias() = product;
+  };
+  if (k == 0) {  // an empty sum
+    if (!accumulate) cm.setZero();
+  } else if (!transpose_a && !transpose_b) {
+    assign(am * bm);
+  } else if (transpose_a && !transpose_b) {
+    assign(am.transpose() * bm);
+  } else if (!transpose_a && transpose_b) {
+    assign(am * bm.transpose());
+  } else {
+    assign(am.transpose() * bm.transpose());
+  }
+  if (epilogue.bias) cm.rowwise() += Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(epilogue.bias, n);
+  if (epilogue.relu) cm.array() = (cm.array() < T(0)).select(T(0), cm.array());  // NaN stays NaN (torch.relu)
+}
+
+#ifdef EIGENFORMER_GEMM_AVX2
+namespace gemm_avx2 {
+
+// Register tile 6 x 16 (12 ymm accumulators, 2 for the B row, 1 for the A broadcast); kc x 16 B micro-panels
+// (16 KiB) stay in L1 while an mc x kc A block (up to 96 KiB) streams from L2.
+constexpr Index kMr = 6, kNr = 16, kKc = 256, kMcPanels = 16;
+
+/// An aligned scratch buffer that only grows; one per thread (thread_local), reused by every product.
+struct Buffer {
+  float* data = nullptr;
+  std::size_t size = 0;
+  Buffer() = default;
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  ~Buffer() { std::free(data); }
+  float* get(std::size_t n) {
+    if (n > size) {
+      std::free(data);
+      data = nullptr;
+      size = 0;
+      const std::size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
+      data = static_cast<float*>(std::aligned_alloc(64, bytes));
+      if (!data) throw std::bad_alloc();
+      size = n;
+    }
+    return data;
+  }
+};
+
+inline Buffer& packed_a_buffer() {
+  thread_local Buffer buffer;
+  return buffer;
+}
+inline Buffer& packed_b_buffer() {
+  thread_local Buffer buffer;
+  return buffer;
+}
+
+inline bool cpu_supported() {
+  static const bool ok = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }();
+  return ok;
+}
+
+/// In-register transpose of the 8 x 8 block r[0..8): afterwards r[q] holds column q.
+__attribute__((target("avx2,fma"))) inline void transpose8(__m256* r) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+  r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+  r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+  r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+  r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+  r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+  r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+  r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+/// Packs rows [i0, i0 + rows) of op(A), depth [k0, k0 + kc), into kc x 6 k-major panels, zero-padded to 6 rows.
+/// Writes up to 2 floats past the last panel (dst needs that slack).
+__attribute__((target("avx2,fma"))) inline void pack_a(const float* a, Index lda, bool transpose_a, Index i0,
+                                                       Index rows, Index k0, Index kc, float* dst) {
+  const Index panels = (rows + kMr - 1) / kMr;
+  if (transpose_a) {
+    // A is k x m: depth step p is one contiguous row of A, read once in order (a strided walk down the columns
+    // would hit the same few cache sets when lda is a power of two). Each 8-float store spills 2 floats into the
+    // panel's next depth step, which is written after it; the last step stores exactly 6.
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i six = _mm256_cmpgt_epi32(_mm256_set1_epi32(kMr), lanes);
+    for (Index p = 0; p < kc; ++p) {
+      const float* src = a + (k0 + p) * lda + i0;
+      for (Index q = 0; q < panels; ++q) {
+        const Index r0 = q * kMr, valid = std::min<Index>(8, rows - r0);
+        const __m256 v = valid == 8 ? _mm256_loadu_ps(src + r0)
+                                    : _mm256_maskload_ps(src + r0, _mm256_cmpgt_epi32(
+                                                                       _mm256_set1_epi32(static_cast<int>(
+                                                                           std::min<Index>(valid, kMr))),
+                                                                       lanes));
+        float* out = dst + q * kMr * kc + p * kMr;
+        if (p + 1 < kc)
+          _mm256_storeu_ps(out, v);
+        else
+          _mm256_maskstore_ps(out, six, v);
+      }
+    }
+    return;
+  }
+  // A is m x k: six rows, 8 depth steps at a time through an 8 x 8 transpose (rows 6 and 7 are padding). Each
+  // 8-float store of a column spills 2 floats into the next depth step, which the next store overwrites.
+  for (Index q = 0; q < panels; ++q, dst += kMr * kc) {
+    const Index r0 = q * kMr, mr = std::min(kMr, rows - r0);
+    const float* src[kMr];
+    for (Index r = 0; r < kMr; ++r) src[r] = a + (i0 + r0 + std::min(r, mr - 1)) * lda + k0;
+    Index p = 0;
+    if (mr == kMr) {
+      for (; p + 8 <= kc; p += 8) {
+        __m256 t[8] = {_mm256_loadu_ps(src[0] + p), _mm256_loadu_ps(src[1] + p), _mm256_loadu_ps(src[2] + p),
+                       _mm256_loadu_ps(src[3] + p), _mm256_loadu_ps(src[4] + p), _mm256_loadu_ps(src[5] + p),
+                       _mm256_setzero_ps(),         _mm256_setzero_ps()};
+        transpose8(t);
+        for (Index c = 0; c < 8; ++c) _mm256_storeu_ps(dst + (p + c) * kMr, t[c]);
+      }
+    }
+    for (; p < kc; ++p)
+      for (Index r = 0; r < kMr; ++r) dst[p * kMr + r] = r < mr ? src[r][p] : 0.0f;
+  }
+}
+
+/// Packs columns [j0, j0 + cols) of op(B), depth [k0, k0 + kc), into a kc x 16 k-major panel, zero-padded.
+__attribute__((target("avx2,fma"))) inline void pack_b_strip(const float* b, Index ldb, bool transpose_b, Index j0,
+                                                             Index cols, Index k0, Index kc, float* dst) {
+  if (!transpose_b) {  // B is k x n: sixteen consecutive floats per depth step
+    const float* src = b + k0 * ldb + j0;
+    if (cols == kNr) {
+      for (Index p = 0; p < kc; ++p, src += ldb) {
+        _mm256_store_ps(dst + p * kNr, _mm256_loadu_ps(src));
+        _mm256_store_ps(dst + p * kNr + 8, _mm256_loadu_ps(src + 8));
+      }
+      return;
+    }
+    for (Index p = 0; p < kc; ++p, src += ldb) {
+      Index j = 0;
+      for (; j < cols; ++j) dst[p * kNr + j] = src[j];
+      for (; j < kNr; ++j) dst[p * kNr + j] = 0.0f;
+    }
+    return;
+  }
+  // B is n x k: column j of op(B) is row j of B. Two 8 x 8 transposes per 8 depth steps.
+  for (Index half = 0; half < kNr; half += 8) {
+    const float* src[8];
+    const Index valid = std::max<Index>(0, std::min<Index>(8, cols - half));
+    for (Index j = 0; j < 8; ++j) src[j] = b + (j0 + half + std::min(j, std::max<Index>(valid - 1, 0))) * ldb + k0;
+    Index p = 0;
+    for (; p + 8 <= kc; p += 8) {
+      __m256 t[8];
+      for (Index j = 0; j < 8; ++j) t[j] = j < valid ? _mm256_loadu_ps(src[j] + p) : _mm256_setzero_ps();
+      transpose8(t);
+      for (Index q = 0; q < 8; ++q) _mm256_store_ps(dst + (p + q) * kNr + half, t[q]);
+    }
+    for (; p < kc; ++p)
+      for (Index j = 0; j < 8; ++j) dst[p * kNr + half + j] = j < valid ? src[j][p] : 0.0f;
+  }
+}
+
+/// What the last touch of a tile does besides storing: first == the first depth block (add C when accumulating,
+/// add the bias), last == the last one (apply relu).
+struct TileStore {
+  bool accumulate;      // add the tile to what C holds (only read on the first depth block)
+  const float* bias;    // 16 values for this tile's columns, or null (added on the first depth block)
+  bool relu;            // max(., 0) on the last depth block
+};
+
+/// row[0, 16) = (lo, hi) [+ row] [+ bias], then [relu].
+__attribute__((target("avx2,fma"))) inline void store_row(float* row, __m256 lo, __m256 hi, const TileStore& st) {
+  if (st.accumulate) {
+    lo = _mm256_add_ps(_mm256_loadu_ps(row), lo);
+    hi = _mm256_add_ps(_mm256_loadu_ps(row + 8), hi);
+  }
+  if (st.bias) {
+    lo = _mm256_add_ps(_mm256_loadu_ps(st.bias), lo);
+    hi = _mm256_add_ps(_mm256_loadu_ps(st.bias + 8), hi);
+  }
+  if (st.relu) {  // max(0, v) returns v when v is NaN: NaN propagates as in torch.relu
+    lo = _mm256_max_ps(_mm256_setzero_ps(), lo);
+    hi = _mm256_max_ps(_mm256_setzero_ps(), hi);
+  }
+  _mm256_storeu_ps(row, lo);
+  _mm256_storeu_ps(row + 8, hi);
+}
+
+/// The 6 x 16 tile at c (row stride ldc) = the product of a packed A panel and a packed B panel, stored by st.
+__attribute__((target("avx2,fma"))) inline void micro_kernel(Index kc, const float* pa, const float* pb, float* c,
+                                                             Index ldc, const TileStore& st) {
+  __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps(),
+         c11 = _mm256_setzero_ps(), c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps(),
+         c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps(), c40 = _mm256_setzero_ps(),
+         c41 = _mm256_setzero_ps(), c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+  // The C tile is read or written after the loop: start fetching its lines now.
+  for (Index r = 0; r < kMr; ++r) _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T0);
+  for (Index p = 0; p < kc; ++p, pa += kMr, pb += kNr) {
+    _mm_prefetch(reinterpret_cast<const char*>(pa + 8 * kMr), _MM_HINT_T0);  // A streams from L2
+    const __m256 b0 = _mm256_load_ps(pb), b1 = _mm256_load_ps(pb + 8);
+    __m256 x = _mm256_broadcast_ss(pa + 0);
+    c00 = _mm256_fmadd_ps(x, b0, c00);
+    c01 = _mm256_fmadd_ps(x, b1, c01);
+    x = _mm256_broadcast_ss(pa + 1);
+    c10 = _mm256_fmadd_ps(x, b0, c10);
+    c11 = _mm256_fmadd_ps(x, b1, c11);
+    x = _mm256_broadcast_ss(pa + 2);
+    c20 = _mm256_fmadd_ps(x, b0, c20);
+    c21 = _mm256_fmadd_ps(x, b1, c21);
+    x = _mm256_broadcast_ss(pa + 3);
+    c30 = _mm256_fmadd_ps(x, b0, c30);
+    c31 = _mm256_fmadd_ps(x, b1, c31);
+    x = _mm256_broadcast_ss(pa + 4);
+    c40 = _mm256_fmadd_ps(x, b0, c40);
+    c41 = _mm256_fmadd_ps(x, b1, c41);
+    x = _mm256_broadcast_ss(pa + 5);
+    c50 = _mm256_fmadd_ps(x, b0, c50);
+    c51 = _mm256_fmadd_ps(x, b1, c51);
+  }
+  store_row(c, c00, c01, st);
+  store_row(c + ldc, c10, c11, st);
+  store_row(c + 2 * ldc, c20, c21, st);
+  store_row(c + 3 * ldc, c30, c31, st);
+  store_row(c + 4 * ldc, c40, c41, st);
+  store_row(c + 5 * ldc, c50, c51, st);
+}
+
+/// One (rows) x (cols) block of C at column j0 from packed A panels and packed B strips; bias (per column of C)
+/// and relu as in TileStore, for the first and last depth blocks.
+inline void compute_block(Index kc, const float* pa, Index rows, const float* pb, Index j0, Index cols, float* c,
+                          Index ldc, bool first, bool accumulate, const float* bias, bool last, bool relu) {
+  alignas(32) float edge[kMr * kNr];
+  const TileStore scratch{false, nullptr, false};
+  for (Index j = j0; j < j0 + cols; j += kNr) {
+    const Index nr = std::min(kNr, j0 + cols - j);
+    const float* pbj = pb + j * kc;  // strips are kc x 16, j is a multiple of 16
+    const TileStore st{accumulate || !first, first && bias ? bias + j : nullptr, last && relu};
+    for (Index i = 0; i < rows; i += kMr) {
+      const Index mr = std::min(kMr, rows - i);
+      float* cij = c + i * ldc + j;
+      if (mr == kMr && nr == kNr) {
+        micro_kernel(kc, pa + i * kc, pbj, cij, ldc, st);
+        continue;
+      }
+      // A partial tile: the full tile into scratch, then the valid part with the same epilogue.
+      micro_kernel(kc, pa + i * kc, pbj, edge, kNr, scratch);
+      for (Index r = 0; r < mr; ++r)
+        for (Index q = 0; q < nr; ++q) {
+          float v = edge[r * kNr + q];
+          if (st.accumulate) v += cij[r * ldc + q];
+          if (st.bias) v += st.bias[q];
+          if (st.relu && v < 0.0f) v = 0.0f;
+          cij[r * ldc + q] = v;
+        }
+    }
+  }
+}
+
+inline void gemm(Index m, Index n, Index k, const float* a, Index lda, bool transpose_a, const float* b, Index ldb,
+                 bool transpose_b, float* c, Index ldc, bool accumulate, const float* bias, bool relu) {
+  const Index strips = (n + kNr - 1) / kNr;
+  const Index panels = (m + kMr - 1) / kMr;
+  const Index kc_max = std::min(k, kKc);
+  const Index depth_blocks = (k + kKc - 1) / kKc;
+  // All of op(B) is packed first, depth block by depth block (block kb holds strips of kc x 16), into the calling
+  // thread's buffer; then each work item runs the whole depth loop for its block of C. One barrier per product:
+  // on a machine shared with other work every barrier waits for the slowest thread's next time slice.
+  const Index kb_stride = strips * kNr * kc_max;  // floats per packed depth block
+  float* packed_b = packed_b_buffer().get(static_cast<std::size_t>(kb_stride * depth_blocks));
+  const double flops = 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
+  const int threads = worth_parallel(flops / 32) ? num_threads() : 1;  // forks from ~3 MFLOP
+  // Work items: blocks of up to kMcPanels A panels, by chunks of B strips when there are too few blocks to share.
+  const Index block_panels = std::min(kMcPanels, std::max<Index>(1, (panels + threads - 1) / threads));
+  const Index blocks = (panels + block_panels - 1) / block_panels;
+  const Index chunks = std::min(strips, std::max<Index>(1, (threads + blocks - 1) / blocks));
+  const Index chunk_strips = (strips + chunks - 1) / chunks;
+  const Index items = blocks * chunks;
+  auto pack_b = [&](Index task) {  // task = depth block * strips + strip
+    const Index kb = task / strips, s = task % strips, k0 = kb * kKc, kc = std::min(kKc, k - k0);
+    pack_b_strip(b, ldb, transpose_b, s * kNr, std::min(kNr, n - s * kNr), k0, kc,
+                 packed_b + kb * kb_stride + s * kNr * kc);
+  };
+  auto compute_item = [&](Index item, float* packed_a) {
+    const Index i0 = item / chunks * block_panels * kMr, rows = std::min(block_panels * kMr, m - i0);
+    const Index j0 = item % chunks * chunk_strips * kNr;
+    if (j0 >= n) return;
+    const Index cols = std::min(chunk_strips * kNr, n - j0);
+    for (Index kb = 0, k0 = 0; k0 < k; ++kb, k0 += kKc) {
+      const Index kc = std::min(kKc, k - k0);
+      pack_a(a, lda, transpose_a, i0, rows, k0, kc, packed_a);
+      compute_block(kc, packed_a, rows, packed_b + kb * kb_stride, j0, cols, c + i0 * ldc, ldc, k0 == 0,
+                    accumulate, bias, k0 + kc >= k, relu);
+    }
+  };
+  if (threads == 1) {
+    float* packed_a = packed_a_buffer().get(static_cast<std::size_t>(block_panels * kMr * kc_max + 8));
+    for (Index task = 0; task < depth_blocks * strips; ++task) pack_b(task);
+    for (Index item = 0; item < items; ++item) compute_item(item, packed_a);
+    return;
+  }
+#ifdef _OPENMP
+  // Strips and items are claimed from shared counters rather than split statically: a thread the OS preempts
+  // then holds up only what it has claimed.
+  std::atomic<Index> next_strip{0}, next_item{0};
+#pragma omp parallel num_threads(threads)
+  {
+    for (Index task; (task = next_strip.fetch_add(1)) < depth_blocks * strips;) pack_b(task);
+    float* packed_a = packed_a_buffer().get(static_cast<std::size_t>(block_panels * kMr * kc_max + 8));
+#pragma omp barrier
+    for (Index item; (item = next_item.fetch_add(1)) < items;) compute_item(item, packed_a);
+  }
+#endif
+}
+
+}  // namespace gemm_avx2
+#endif  // EIGENFORMER_GEMM_AVX2
+
+template <typename T>
+void gemm(Index m, Index n, Index k, const T* a, Index lda, bool transpose_a, const T* b, Index ldb,
+          bool transpose_b, T* c, Index ldc, bool accumulate, const GemmEpilogue<T>& epilogue) {
+  if (m == 0 || n == 0) return;
+#ifdef EIGENFORMER_GEMM_AVX2
+  if constexpr (std::is_same_v<T, float>) {
+#ifdef EIGEN_USE_BLAS
+    // With a BLAS, large products go to it (through Eigen); small ones, and the per-head products that attention
+    // runs inside its own parallel loop (where a threaded BLAS would fight for the cores), stay here.
+    const bool use_blas = !in_parallel_region() &&
+                          2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k) >= 4e6;
+#else
+    constexpr bool use_blas = false;
+#endif
+    if (k > 0 && !use_blas && gemm_avx2::cpu_supported()) {
+      gemm_avx2::gemm(m, n, k, a, lda, transpose_a, b, ldb, transpose_b, c, ldc, accumulate, epilogue.bias,
+                      epilogue.relu);
+      return;
+    }
+  }
+#endif
+  gemm_eigen(m, n, k, a, lda, transpose_a, b, ldb, transpose_b, c, ldc, accumulate, epilogue);
+}
+
+}  // namespace detail
+}  // namespace eigenformer

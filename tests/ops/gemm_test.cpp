@@ -1,0 +1,143 @@
+#include "eigenformer/ops/gemm.hpp"
+
+#include <cmath>
+#include <limits>
+#include <tuple>
+#include <vector>
+
+#include "eigenformer/core/parallel.hpp"
+#include "support/test_support.hpp"
+
+using namespace eigenformer;
+
+namespace {
+
+/// Deterministic values in [-1, 1).
+template <typename T>
+std::vector<T> values(Index n, std::uint64_t seed) {
+  Generator gen(seed);
+  std::vector<T> v(static_cast<std::size_t>(n));
+  for (auto& x : v) x = static_cast<T>(static_cast<double>(gen() >> 11) * 0x1.0p-52 - 1.0);
+  return v;
+}
+
+struct Case {
+  Index m, n, k;
+  bool ta, tb, accumulate, bias, relu;
+  Index pad;  // extra elements per row of every operand (row strides larger than the row)
+};
+
+/// Runs detail::gemm<T> on one case and compares every element of C, padding included, with a double-precision
+/// reference computed element by element; returns the largest error relative to the sum of |terms|.
+template <typename T>
+double max_relative_error(const Case& c, std::uint64_t seed) {
+  const Index a_rows = c.ta ? c.k : c.m, a_cols = c.ta ? c.m : c.k;
+  const Index b_rows = c.tb ? c.n : c.k, b_cols = c.tb ? c.k : c.n;
+  const Index lda = a_cols + c.pad, ldb = b_cols + c.pad, ldc = c.n + c.pad;
+  const std::vector<T> a = values<T>(a_rows * lda, seed), b = values<T>(b_rows * ldb, seed + 1),
+                       bias = values<T>(c.n, seed + 2), c0 = values<T>(c.m * ldc, seed + 3);
+  std::vector<T> out = c0;
+  detail::GemmEpilogue<T> epilogue;
+  epilogue.bias = c.bias ? bias.data() : nullptr;
+  epilogue.relu = c.relu;
+  detail::gemm(c.m, c.n, c.k, a.data(), lda, c.ta, b.data(), ldb, c.tb, out.data(), ldc, c.accumulate, epilogue);
+  double worst = 0;
+  for (Index i = 0; i < c.m; ++i)
+    for (Index j = 0; j < ldc; ++j) {
+      const double got = static_cast<double>(out[i * ldc + j]);
+      if (j >= c.n) {  // padding between rows: untouched
+        if (got != static_cast<double>(c0[i * ldc + j])) return std::numeric_limits<double>::infinity();
+        continue;
+      }
+      double sum = c.accumulate ? static_cast<double>(c0[i * ldc + j]) : 0.0, scale = std::abs(sum) + 1e-30;
+      for (Index p = 0; p < c.k; ++p) {
+        const double x = static_cast<double>(c.ta ? a[p * lda + i] : a[i * lda + p]);
+        const double y = static_cast<double>(c.tb ? b[j * ldb + p] : b[p * ldb + j]);
+        sum += x * y;
+        scale += std::abs(x * y);
+      }
+      if (c.bias) {
+        sum += static_cast<double>(bias[j]);
+        scale += std::abs(static_cast<double>(bias[j]));
+      }
+      if (c.relu && sum < 0) sum = 0;
+      worst = std::max(worst, std::abs(got - sum) / scale);
+    }
+  return worst;
+}
+
+/// Shapes around the kernel's 6 x 16 register tile and 256-deep blocks: exact multiples, one more, one less,
+/// single rows and columns, and depths that cross several blocks.
+std::vector<std::tuple<Index, Index, Index>> shapes() {
+  return {{1, 1, 1}, {6, 16, 8}, {5, 15, 7}, {7, 17, 9}, {1, 33, 300}, {13, 1, 256}, {12, 32, 257},
+          {37, 50, 513}, {100, 48, 64}, {200, 130, 40}};
+}
+
+}  // namespace
+
+TEST(Gemm, FloatMatchesReferenceForEveryLayoutAndEpilogue) {
+  std::uint64_t seed = 1;
+  for (const auto& [m, n, k] : shapes())
+    for (bool ta : {false, true})
+      for (bool tb : {false, true})
+        for (int variant = 0; variant < 4; ++variant) {
+          const Case c{m, n, k, ta, tb, variant == 1, variant >= 2, variant == 3, variant % 2 == 0 ? 0 : 3};
+          const double err = max_relative_error<float>(c, seed++);
+          EXPECT_LE(err, 1e-5) << "m=" << m << " n=" << n << " k=" << k << " ta=" << ta << " tb=" << tb
+                               << " variant=" << variant;
+        }
+}
+
+TEST(Gemm, DoubleMatchesReference) {
+  std::uint64_t seed = 100;
+  for (const auto& [m, n, k] : shapes())
+    for (bool ta : {false, true})
+      for (bool tb : {false, true}) {
+        const Case c{m, n, k, ta, tb, ta, tb, ta != tb, 2};
+        EXPECT_LE(max_relative_error<double>(c, seed++), 1e-13) << "m=" << m << " n=" << n << " k=" << k;
+      }
+}
+
+TEST(Gemm, LargeProductIsTheSameOnOneAndTwoThreads) {
+  // Large enough to fork: the threaded split must give the same sums as one thread (each element is computed by
+  // one thread, over the same depth blocks in the same order).
+  const Case c{301, 203, 600, false, true, false, true, true, 0};
+  const std::vector<float> a = values<float>(c.m * c.k, 7), b = values<float>(c.n * c.k, 8),
+                           bias = values<float>(c.n, 9);
+  detail::GemmEpilogue<float> epilogue;
+  epilogue.bias = bias.data();
+  epilogue.relu = true;
+  std::vector<float> one(static_cast<std::size_t>(c.m * c.n)), two(one.size());
+  const int saved = num_threads();
+  set_num_threads(1);
+  detail::gemm(c.m, c.n, c.k, a.data(), c.k, false, b.data(), c.k, true, one.data(), c.n, false, epilogue);
+  set_num_threads(2);
+  detail::gemm(c.m, c.n, c.k, a.data(), c.k, false, b.data(), c.k, true, two.data(), c.n, false, epilogue);
+  set_num_threads(saved);
+  EXPECT_EQ(one, two);
+  EXPECT_LE(max_relative_error<float>(c, 7), 1e-5);
+}
+
+TEST(Gemm, EmptyDepthGivesBiasOrKeepsC) {
+  std::vector<float> c = {1, 2, 3, 4}, bias = {10, 20};
+  detail::gemm<float>(2, 2, 0, nullptr, 0, false, nullptr, 2, false, c.data(), 2, true);
+  EXPECT_EQ(c, (std::vector<float>{1, 2, 3, 4}));
+  detail::GemmEpilogue<float> epilogue;
+  epilogue.bias = bias.data();
+  detail::gemm<float>(2, 2, 0, nullptr, 0, false, nullptr, 2, false, c.data(), 2, false, epilogue);
+  EXPECT_EQ(c, (std::vector<float>{10, 20, 10, 20}));
+}
+
+TEST(Gemm, ReluPropagatesNaN) {
+  for (Index n : {16, 3}) {  // a full tile and a partial one
+    std::vector<float> a = {std::numeric_limits<float>::quiet_NaN()}, b(static_cast<std::size_t>(n), -1.0f);
+    std::vector<float> c(static_cast<std::size_t>(n));
+    detail::GemmEpilogue<float> epilogue;
+    epilogue.relu = true;
+    detail::gemm<float>(1, n, 1, a.data(), 1, false, b.data(), n, false, c.data(), n, false, epilogue);
+    for (float v : c) EXPECT_TRUE(std::isnan(v));
+    a[0] = 1.0f;
+    detail::gemm<float>(1, n, 1, a.data(), 1, false, b.data(), n, false, c.data(), n, false, epilogue);
+    for (float v : c) EXPECT_EQ(v, 0.0f);
+  }
+}
