@@ -39,3 +39,18 @@ macro(eigenformer_find_utf8proc)
     endif()
   endif()
 endmacro()
+
+# OpenBLAS for the optional EIGEN_USE_BLAS backend (Debian/Ubuntu: apt-get install libopenblas-dev). Defines the
+# BLAS::BLAS target when found (FindBLAS makes it from CMake 3.18 on; older CMake gets an equivalent one here).
+macro(eigenformer_find_openblas)
+  if(NOT TARGET BLAS::BLAS)
+    set(eigenformer_saved_bla_vendor "${BLA_VENDOR}")
+    set(BLA_VENDOR OpenBLAS)
+    find_package(BLAS QUIET)
+    set(BLA_VENDOR "${eigenformer_saved_bla_vendor}")
+    if(BLAS_FOUND AND NOT TARGET BLAS::BLAS)
+      add_library(BLAS::BLAS INTERFACE IMPORTED GLOBAL)
+      set_target_properties(BLAS::BLAS PROPERTIES INTERFACE_LINK_LIBRARIES "${BLAS_LIBRARIES}")
+    endif()
+  endif()
+endmacro()
