@@ -3,6 +3,7 @@
 // (large allocations would otherwise be fresh mmap'ed pages, zero-filled by the kernel on every step).
 #pragma once
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -44,6 +45,7 @@ class BufferCache {
         return p;
       }
     }
+    system_allocations_.fetch_add(1, std::memory_order_relaxed);
     void* p = std::aligned_alloc(kBufferAlignment, bytes);
     if (!p) {
       release();  // give the cache back to the system and try once more
@@ -94,8 +96,13 @@ class BufferCache {
     return cached_;
   }
 
+  /// Buffers taken from the system (not from the cache) since the process started: constant over a training step
+  /// once every buffer size the step needs is cached.
+  std::size_t system_allocations() const noexcept { return system_allocations_.load(std::memory_order_relaxed); }
+
  private:
   mutable std::mutex mutex_;
+  std::atomic<std::size_t> system_allocations_{0};
   std::unordered_map<std::size_t, std::vector<void*>> free_;
   std::size_t cached_ = 0;
   std::size_t limit_ = std::size_t(1) << 30;
