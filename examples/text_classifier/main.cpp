@@ -33,6 +33,9 @@ namespace ef = eigenformer;
 using ef::Index;
 using Clock = std::chrono::steady_clock;
 
+/// Every core the machine reports (at least one).
+int default_threads() { return std::max(1, static_cast<int>(std::thread::hardware_concurrency())); }
+
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 struct TrainArgs {
@@ -51,7 +54,7 @@ struct TrainArgs {
   std::string positional = "learned";
   double embedding_std = 0.02;  // 0: keep torch.nn.Embedding's N(0, 1)
   Index bow_dim = 64;
-  Index epochs = 3;
+  Index epochs = 5;
   double lr = 1e-3;
   double weight_decay = 0.01;
   double warmup = 0.1;
@@ -60,7 +63,7 @@ struct TrainArgs {
   double clip = 1.0;
   Index patience = 0;
   std::uint64_t seed = 0;
-  int threads = 1;
+  int threads = default_threads();
   bool resume = false;
 };
 
@@ -368,7 +371,7 @@ int main(int argc, char** argv) {
 
   std::string model_dir, data_file;
   Index eval_batch = 64;
-  int threads = 1;
+  int threads = default_threads();
   CLI::App* eval_cmd = app.add_subcommand("eval", "evaluate a trained run on JSON Lines data");
   eval_cmd->add_option("--model", model_dir, "run folder written by train")->required()->check(CLI::ExistingDirectory);
   eval_cmd->add_option("--data", data_file, "data to evaluate (JSON Lines)")->required()->check(CLI::ExistingFile);
