@@ -63,7 +63,8 @@ inline void panel(std::ostringstream& svg, double x0, double y0, double w, doubl
   svg << "<text x=\"" << (left + right) / 2 << "\" y=\"" << y0 + 18 << "\" text-anchor=\"middle\" font-size=\"14\">"
       << title << "</text>\n";
   const double step = tick_step(hi - lo, 5);
-  for (double v = std::ceil(lo / step) * step; v <= hi + 1e-12; v += step) {
+  for (double i = std::ceil(lo / step); i * step <= hi + 1e-12; i += 1) {
+    const double v = i == 0 ? 0.0 : i * step;  // multiples of step without drift, and no "-0" label
     svg << "<line x1=\"" << left << "\" x2=\"" << right << "\" y1=\"" << py(v) << "\" y2=\"" << py(v)
         << "\" stroke=\"#e0e0e0\"/>\n<text x=\"" << left - 6 << "\" y=\"" << py(v) + 4
         << "\" text-anchor=\"end\" font-size=\"11\">" << fmt(v) << "</text>\n";
