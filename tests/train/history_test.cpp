@@ -54,7 +54,9 @@ void expect_same(const EpochRecord& a, const EpochRecord& b) {
   EXPECT_EQ(a.valid_loss, b.valid_loss);
   EXPECT_EQ(a.valid_accuracy, b.valid_accuracy);
   EXPECT_EQ(std::isnan(a.valid_macro_f1), std::isnan(b.valid_macro_f1));
-  if (!std::isnan(a.valid_macro_f1)) EXPECT_EQ(a.valid_macro_f1, b.valid_macro_f1);
+  if (!std::isnan(a.valid_macro_f1)) {
+    EXPECT_EQ(a.valid_macro_f1, b.valid_macro_f1);
+  }
   EXPECT_EQ(a.seconds, b.seconds);
   EXPECT_EQ(a.tokens_per_second, b.tokens_per_second);
   EXPECT_EQ(a.best, b.best);
