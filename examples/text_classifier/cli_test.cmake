@@ -142,3 +142,10 @@ if(rc EQUAL 0 OR NOT err MATCHES "config.json")
   message(FATAL_ERROR "eval of a folder without a run should fail naming config.json (rc ${rc}):\n${err}")
 endif()
 message(STATUS "text_classifier cli ok")
+
+# Bad options end with a clear error (exit 1), also when the tokenizer rejects them on a worker thread.
+execute_process(COMMAND ${TEXT_CLASSIFIER} train --train train.jsonl --valid valid.jsonl --out bad --head-tokens 9999
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err WORKING_DIRECTORY ${WORK_DIR})
+if(NOT rc EQUAL 1 OR NOT err MATCHES "head_tokens is 9999")
+  message(FATAL_ERROR "train --head-tokens 9999: exit ${rc}, expected 1 and an error naming head_tokens:\n${err}")
+endif()

@@ -72,14 +72,22 @@ std::vector<std::vector<std::int64_t>> encode_all(const ef::text::Tokenizer& tok
                                                   const std::vector<std::string>& texts,
                                                   const ef::text::EncodeOptions& options, int threads) {
   std::vector<std::vector<std::int64_t>> out(texts.size());
-  const auto work = [&](std::size_t begin, std::size_t end) {
-    for (std::size_t i = begin; i < end; ++i) out[i] = tokenizer.encode(texts[i], options);
-  };
   const std::size_t n = texts.size(), parts = static_cast<std::size_t>(std::max(1, threads));
+  std::vector<std::exception_ptr> errors(parts);  // an exception in a worker is rethrown here, not std::terminate
+  const auto work = [&](std::size_t part) {
+    try {
+      for (std::size_t i = n * part / parts; i < n * (part + 1) / parts; ++i)
+        out[i] = tokenizer.encode(texts[i], options);
+    } catch (...) {
+      errors[part] = std::current_exception();
+    }
+  };
   std::vector<std::thread> pool;
-  for (std::size_t p = 1; p < parts; ++p) pool.emplace_back(work, n * p / parts, n * (p + 1) / parts);
-  work(0, n / parts);
+  for (std::size_t p = 1; p < parts; ++p) pool.emplace_back(work, p);
+  work(0);
   for (std::thread& t : pool) t.join();
+  for (const std::exception_ptr& e : errors)
+    if (e) std::rethrow_exception(e);
   return out;
 }
 
