@@ -1,6 +1,7 @@
 // Forward and backward of the transformer's hot ops (matmul, softmax, layer_norm, gelu) in float, at the token
 // and channel counts of small to base-size models: (rows, C) = (4096, 128), (2048, 256), (1024, 768); matmul at
-// the projection and MLP shapes (M, K, N) = (4096, 128, 384), (2048, 256, 1024), (1024, 768, 3072).
+// the projection and MLP shapes (M, K, N) = (4096, 128, 384), (2048, 256, 1024), (1024, 768, 3072); the GEMM
+// kernels alone (BM_gemm_kernel: Eigen or BLAS, AVX2 tiles, AVX-512 tiles) at those and at attention-head shapes.
 //
 // Run: build/release/benchmarks/ops_bench [--benchmark_filter=softmax] [--benchmark_min_time=0.05]
 //
@@ -14,11 +15,13 @@
 // of the seed dy), with the input gradients dropped before each pass so that no pass pays for accumulation.
 #include <benchmark/benchmark.h>
 
+#include <array>
 #include <cstdint>
 
 #include "eigenformer/autograd/var.hpp"
 #include "eigenformer/ops/activation.hpp"
 #include "eigenformer/ops/attention.hpp"
+#include "eigenformer/ops/gemm.hpp"
 #include "eigenformer/ops/layer_norm.hpp"
 #include "eigenformer/ops/linear.hpp"
 #include "eigenformer/ops/matmul.hpp"
@@ -94,6 +97,64 @@ void matmul_sizes(benchmark::internal::Benchmark* b) {
   b->Args({2048, 256, 1024});  // MLP up-projection, d_model 256
   b->Args({1024, 768, 3072});  // MLP up-projection, d_model 768 (BERT-base, GPT-2 small)
   b->Unit(benchmark::kMillisecond)->UseRealTime();
+}
+
+// --- the GEMM kernels alone: C (M, N) = A (M, K) B (K, N), one thread, by backend -----------------------------
+// kernel 0 = detail::gemm_eigen (Eigen's product, or the BLAS's in an EIGEN_USE_BLAS build), 1 = our packed kernel
+// with 6 x 16 AVX2 tiles, 2 = the same with 6 x 32 AVX-512 tiles (skipped on CPUs without AVX-512F), 3 = the BLAS
+// called directly (EIGEN_USE_BLAS builds only). The BLAS may use its own threads (OPENBLAS_NUM_THREADS).
+
+void BM_gemm_kernel(benchmark::State& state) {
+  const Index m = state.range(0), k = state.range(1), n = state.range(2), kernel = state.range(3);
+  const Tensor a = random_tensor({m, k}, 1), b = random_tensor({k, n}, 2);
+  Tensor c = Tensor::zeros({m, n});
+  const int saved_threads = eigenformer::num_threads();
+  eigenformer::set_num_threads(1);
+#ifdef EIGENFORMER_GEMM_AVX2
+  namespace kernels = eigenformer::detail::gemm_avx2;
+  if ((kernel == 1 || kernel == 2) && !kernels::cpu_supported()) state.SkipWithError("no AVX2+FMA on this CPU");
+  if (kernel == 2 && !kernels::cpu_supports_avx512()) state.SkipWithError("no AVX-512F on this CPU");
+  kernels::avx512_enabled() = kernel == 2;
+#else
+  if (kernel == 1 || kernel == 2) state.SkipWithError("built without the packed kernel (EIGENFORMER_NO_GEMM_KERNEL)");
+#endif
+#ifndef EIGEN_USE_BLAS
+  if (kernel == 3) state.SkipWithError("built without a BLAS (EIGENFORMER_USE_BLAS=OFF)");
+#endif
+  for (auto _ : state) {
+#ifdef EIGEN_USE_BLAS
+    if (kernel == 3) {
+      eigenformer::detail::gemm_blas<T>(m, n, k, a.data(), k, false, b.data(), n, false, c.data(), n, false, {});
+      benchmark::DoNotOptimize(c.data());
+      continue;
+    }
+#endif
+#ifdef EIGENFORMER_GEMM_AVX2
+    if (kernel == 1 || kernel == 2) {
+      kernels::gemm(m, n, k, a.data(), k, false, b.data(), n, false, c.data(), n, false, nullptr, false);
+      benchmark::DoNotOptimize(c.data());
+      continue;
+    }
+#endif
+    eigenformer::detail::gemm_eigen<T>(m, n, k, a.data(), k, false, b.data(), n, false, c.data(), n, false, {});
+    benchmark::DoNotOptimize(c.data());
+  }
+#ifdef EIGENFORMER_GEMM_AVX2
+  kernels::avx512_enabled() = true;
+#endif
+  eigenformer::set_num_threads(saved_threads);
+  set_flop_counters(state, m, 2.0 * m * k * n);
+}
+
+void gemm_kernel_sizes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"M", "K", "N", "kernel"});
+  for (const auto& [m, k, n] : {std::array<Index, 3>{4096, 128, 384}, std::array<Index, 3>{2048, 256, 1024},
+                               std::array<Index, 3>{1024, 768, 3072}, std::array<Index, 3>{128, 64, 128},
+                               std::array<Index, 3>{128, 128, 64}, std::array<Index, 3>{64, 64, 64},
+                               std::array<Index, 3>{8, 32, 96}, std::array<Index, 3>{8, 32, 32},
+                               std::array<Index, 3>{4, 8, 4}})
+    for (Index kernel : {0, 1, 2, 3}) b->Args({m, k, n, kernel});
+  b->Unit(benchmark::kMicrosecond);
 }
 
 // --- row-wise ops on (rows, C) ----------------------------------------------------------------------------------
@@ -218,6 +279,7 @@ BENCHMARK(BM_self_attention_step)
     ->Args({16, 128, 256, 4, 0})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
+BENCHMARK(BM_gemm_kernel)->Apply(gemm_kernel_sizes);
 BENCHMARK(BM_matmul_forward)->Apply(matmul_sizes);
 BENCHMARK(BM_matmul_backward)->Apply(matmul_sizes);
 BENCHMARK(BM_softmax_forward)->Apply(row_sizes);

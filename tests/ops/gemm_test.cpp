@@ -10,6 +10,8 @@
 
 using namespace eigenformer;
 
+namespace gemm_test {
+
 namespace {
 
 /// Deterministic values in [-1, 1).
@@ -27,9 +29,13 @@ struct Case {
   Index pad;  // extra elements per row of every operand (row strides larger than the row)
 };
 
-/// Runs detail::gemm<T> on one case and compares every element of C, padding included, with a double-precision
-/// reference computed element by element; returns the largest error relative to the sum of |terms|.
-template <typename T>
+/// Which implementation a case runs on: detail::gemm's choice, the packed kernel, or the BLAS called directly.
+enum class Path { kDispatch, kPacked, kBlas };
+
+/// Runs one case on kPath and compares every element of C, padding included, with a double-precision reference
+/// computed element by element; returns the largest error relative to the sum of |terms|.
+
+template <typename T, Path kPath = Path::kDispatch>
 double max_relative_error(const Case& c, std::uint64_t seed) {
   const Index a_rows = c.ta ? c.k : c.m, a_cols = c.ta ? c.m : c.k;
   const Index b_rows = c.tb ? c.n : c.k, b_cols = c.tb ? c.k : c.n;
@@ -40,7 +46,22 @@ double max_relative_error(const Case& c, std::uint64_t seed) {
   detail::GemmEpilogue<T> epilogue;
   epilogue.bias = c.bias ? bias.data() : nullptr;
   epilogue.relu = c.relu;
-  detail::gemm(c.m, c.n, c.k, a.data(), lda, c.ta, b.data(), ldb, c.tb, out.data(), ldc, c.accumulate, epilogue);
+  if constexpr (kPath == Path::kBlas) {
+#ifdef EIGEN_USE_BLAS
+    if (!detail::gemm_blas(c.m, c.n, c.k, a.data(), lda, c.ta, b.data(), ldb, c.tb, out.data(), ldc, c.accumulate,
+                           epilogue))
+      return std::numeric_limits<double>::infinity();
+#endif
+  } else if constexpr (kPath == Path::kPacked) {
+#ifdef EIGENFORMER_GEMM_AVX2
+    static_assert(std::is_same_v<T, float>, "the packed kernel is float only");
+    detail::gemm_avx2::gemm(c.m, c.n, c.k, a.data(), lda, c.ta, b.data(), ldb, c.tb, out.data(), ldc, c.accumulate,
+                            epilogue.bias, epilogue.relu);
+#endif
+  } else {
+    detail::gemm(c.m, c.n, c.k, a.data(), lda, c.ta, b.data(), ldb, c.tb, out.data(), ldc, c.accumulate,
+                 epilogue);
+  }
   double worst = 0;
   for (Index i = 0; i < c.m; ++i)
     for (Index j = 0; j < ldc; ++j) {
@@ -70,23 +91,57 @@ double max_relative_error(const Case& c, std::uint64_t seed) {
 /// single rows and columns, and depths that cross several blocks.
 std::vector<std::tuple<Index, Index, Index>> shapes() {
   return {{1, 1, 1}, {6, 16, 8}, {5, 15, 7}, {7, 17, 9}, {1, 33, 300}, {13, 1, 256}, {12, 32, 257},
-          {37, 50, 513}, {100, 48, 64}, {200, 130, 40}};
+          {37, 50, 513}, {100, 48, 64}, {200, 130, 40}, {6, 48, 16}, {7, 80, 300}};
+}
+
+#ifdef EIGENFORMER_GEMM_AVX2
+/// Runs body once per tile width of the packed kernel this CPU has: AVX-512 (6 x 32) and, forced, AVX2 (6 x 16).
+template <typename Body>
+void for_each_tile_width(Body body) {
+  auto& enabled = detail::gemm_avx2::avx512_enabled();
+  for (bool wide : {true, false}) {
+    if (wide && !detail::gemm_avx2::cpu_supports_avx512()) continue;
+    SCOPED_TRACE(wide ? "AVX-512 tiles" : "AVX2 tiles");
+    enabled = wide;
+    body();
+  }
+  enabled = true;
+}
+#endif
+
+/// Every shape, layout and epilogue variant (accumulate, bias, relu, padded strides) on one path.
+template <typename T, Path kPath>
+void expect_all_cases_match(std::uint64_t seed, double tolerance) {
+  for (const auto& [m, n, k] : shapes())
+    for (bool ta : {false, true})
+      for (bool tb : {false, true})
+        for (int variant = 0; variant < 5; ++variant) {
+          const Case c{m, n, k, ta, tb, variant == 1 || variant == 4, variant >= 2, variant >= 3, variant % 2 * 3};
+          EXPECT_LE((max_relative_error<T, kPath>(c, seed++)), tolerance)
+              << "m=" << m << " n=" << n << " k=" << k << " ta=" << ta << " tb=" << tb << " variant=" << variant;
+        }
 }
 
 }  // namespace
 
-TEST(Gemm, FloatMatchesReferenceForEveryLayoutAndEpilogue) {
-  std::uint64_t seed = 1;
-  for (const auto& [m, n, k] : shapes())
-    for (bool ta : {false, true})
-      for (bool tb : {false, true})
-        for (int variant = 0; variant < 4; ++variant) {
-          const Case c{m, n, k, ta, tb, variant == 1, variant >= 2, variant == 3, variant % 2 == 0 ? 0 : 3};
-          const double err = max_relative_error<float>(c, seed++);
-          EXPECT_LE(err, 1e-5) << "m=" << m << " n=" << n << " k=" << k << " ta=" << ta << " tb=" << tb
-                               << " variant=" << variant;
-        }
+TEST(Gemm, FloatMatchesReferenceForEveryLayoutAndEpilogue) { expect_all_cases_match<float, Path::kDispatch>(1, 1e-5); }
+
+TEST(Gemm, PackedKernelMatchesReferenceForEveryLayoutAndEpilogue) {
+#ifdef EIGENFORMER_GEMM_AVX2
+  if (!detail::gemm_avx2::cpu_supported()) GTEST_SKIP() << "no AVX2+FMA on this CPU";
+  // Called directly: detail::gemm sends small products to Eigen and, in BLAS builds, most others to the BLAS.
+  for_each_tile_width([] { expect_all_cases_match<float, Path::kPacked>(300, 1e-5); });
+#else
+  GTEST_SKIP() << "built with EIGENFORMER_NO_GEMM_KERNEL";
+#endif
 }
+
+#ifdef EIGEN_USE_BLAS
+TEST(Gemm, BlasPathMatchesReferenceForEveryLayoutAndEpilogue) {
+  expect_all_cases_match<float, Path::kBlas>(500, 1e-5);
+  expect_all_cases_match<double, Path::kBlas>(700, 1e-13);
+}
+#endif
 
 TEST(Gemm, DoubleMatchesReference) {
   std::uint64_t seed = 100;
@@ -98,23 +153,33 @@ TEST(Gemm, DoubleMatchesReference) {
       }
 }
 
+#ifdef EIGENFORMER_GEMM_AVX2
 TEST(Gemm, LargeProductIsTheSameOnOneAndTwoThreads) {
-  // Large enough to fork: the threaded split must give the same sums as one thread (each element is computed by
-  // one thread, over the same depth blocks in the same order).
+  // Large enough to fork: the packed kernel's threaded split must give the same sums as one thread (each element
+  // is computed by one thread, over the same depth blocks in the same order), with either tile width.
+  if (!detail::gemm_avx2::cpu_supported()) GTEST_SKIP() << "no AVX2+FMA on this CPU";
+  for_each_tile_width([] {
+    const Case c{301, 203, 600, false, true, false, true, true, 0};
+    const std::vector<float> a = values<float>(c.m * c.k, 7), b = values<float>(c.n * c.k, 8),
+                             bias = values<float>(c.n, 9);
+    std::vector<float> one(static_cast<std::size_t>(c.m * c.n)), two(one.size());
+    const int saved = num_threads();
+    set_num_threads(1);
+    detail::gemm_avx2::gemm(c.m, c.n, c.k, a.data(), c.k, false, b.data(), c.k, true, one.data(), c.n, false,
+                            bias.data(), true);
+    set_num_threads(2);
+    detail::gemm_avx2::gemm(c.m, c.n, c.k, a.data(), c.k, false, b.data(), c.k, true, two.data(), c.n, false,
+                            bias.data(), true);
+    set_num_threads(saved);
+    EXPECT_EQ(one, two);
+    EXPECT_LE((max_relative_error<float, Path::kPacked>(c, 7)), 1e-5);
+  });
+}
+#endif
+
+TEST(Gemm, LargeProductMatchesReference) {
+  // Large enough for the BLAS (in BLAS builds) and for threads.
   const Case c{301, 203, 600, false, true, false, true, true, 0};
-  const std::vector<float> a = values<float>(c.m * c.k, 7), b = values<float>(c.n * c.k, 8),
-                           bias = values<float>(c.n, 9);
-  detail::GemmEpilogue<float> epilogue;
-  epilogue.bias = bias.data();
-  epilogue.relu = true;
-  std::vector<float> one(static_cast<std::size_t>(c.m * c.n)), two(one.size());
-  const int saved = num_threads();
-  set_num_threads(1);
-  detail::gemm(c.m, c.n, c.k, a.data(), c.k, false, b.data(), c.k, true, one.data(), c.n, false, epilogue);
-  set_num_threads(2);
-  detail::gemm(c.m, c.n, c.k, a.data(), c.k, false, b.data(), c.k, true, two.data(), c.n, false, epilogue);
-  set_num_threads(saved);
-  EXPECT_EQ(one, two);
   EXPECT_LE(max_relative_error<float>(c, 7), 1e-5);
 }
 
@@ -129,6 +194,17 @@ TEST(Gemm, EmptyDepthGivesBiasOrKeepsC) {
 }
 
 TEST(Gemm, ReluPropagatesNaN) {
+#ifdef EIGENFORMER_GEMM_AVX2
+  if (detail::gemm_avx2::cpu_supported())
+    for_each_tile_width([] {
+      for (Index n : {32, 16, 3}) {  // full tiles and a partial one
+        const std::vector<float> a = {std::numeric_limits<float>::quiet_NaN()}, b(static_cast<std::size_t>(n), -1.0f);
+        std::vector<float> c(static_cast<std::size_t>(n));
+        detail::gemm_avx2::gemm(1, n, 1, a.data(), 1, false, b.data(), n, false, c.data(), n, false, nullptr, true);
+        for (float v : c) EXPECT_TRUE(std::isnan(v));
+      }
+    });
+#endif
   for (Index n : {16, 3}) {  // a full tile and a partial one
     std::vector<float> a = {std::numeric_limits<float>::quiet_NaN()}, b(static_cast<std::size_t>(n), -1.0f);
     std::vector<float> c(static_cast<std::size_t>(n));
@@ -141,3 +217,5 @@ TEST(Gemm, ReluPropagatesNaN) {
     for (float v : c) EXPECT_EQ(v, 0.0f);
   }
 }
+
+}  // namespace gemm_test

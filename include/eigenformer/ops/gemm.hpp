@@ -1,12 +1,13 @@
 // The matrix product every op runs on: C = op(A) op(B) (or C += ...) over row-major operands with row strides, as
 // BLAS sgemm/dgemm (beta 0 or 1). Float runs on a packed AVX2+FMA kernel chosen at run time (the BLIS/GotoBLAS
-// layout, Goto & van de Geijn 2008); other types and other CPUs go through Eigen, and so do large products outside
-// parallel regions in EIGEN_USE_BLAS builds (Eigen then calls the BLAS).
+// layout, Goto & van de Geijn 2008), with 512-bit tiles on AVX-512 CPUs; other types and other CPUs go through
+// Eigen, and so do large products outside parallel regions in EIGEN_USE_BLAS builds (Eigen then calls the BLAS).
 #pragma once
 
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <limits>
 #include <new>
 #include <type_traits>
 
@@ -73,6 +74,51 @@ void gemm_eigen(Index m, Index n, Index k, const T* a, Index lda, bool transpose
   if (epilogue.relu) cm.array() = (cm.array() < T(0)).select(T(0), cm.array());  // NaN stays NaN (torch.relu)
 }
 
+#ifdef EIGEN_USE_BLAS
+/// The BLAS path: sgemm/dgemm called directly. Row-major C is column-major C^T = op(B)^T op(A)^T, so B goes
+/// first and the transpose flags carry over. A bias is written into C first and taken in with beta = 1 (Eigen's
+/// product would zero C, run the BLAS with beta = 1, then add the bias in a third pass). Returns false, doing
+/// nothing, for other types or sizes beyond the BLAS's int.
+template <typename T>
+bool gemm_blas(Index m, Index n, Index k, const T* a, Index lda, bool transpose_a, const T* b, Index ldb,
+               bool transpose_b, T* c, Index ldc, bool accumulate, const GemmEpilogue<T>& epilogue) {
+  if constexpr (!std::is_same_v<T, float> && !std::is_same_v<T, double>) {
+    return false;
+  } else {
+    constexpr Index kIntMax = std::numeric_limits<int>::max();
+    if (k == 0 || std::max({m, n, k, lda, ldb, ldc}) > kIntMax) return false;
+    const int im = static_cast<int>(m), in = static_cast<int>(n), ik = static_cast<int>(k);
+    const int ilda = static_cast<int>(lda), ildb = static_cast<int>(ldb), ildc = static_cast<int>(ldc);
+    const char ta = transpose_a ? 'T' : 'N', tb = transpose_b ? 'T' : 'N';
+    using RowMap = Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>>;
+    const Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>> bias(epilogue.bias, epilogue.bias ? n : 0);
+    const T one = 1;
+    T beta = accumulate ? 1 : 0;
+    if (epilogue.bias && !accumulate) {
+      for (Index i = 0; i < m; ++i) RowMap(c + i * ldc, n) = bias;
+      beta = 1;
+    }
+    if constexpr (std::is_same_v<T, float>)
+      sgemm_(&tb, &ta, &in, &im, &ik, &one, b, &ildb, a, &ilda, &beta, c, &ildc);
+    else
+      dgemm_(&tb, &ta, &in, &im, &ik, &one, b, &ildb, a, &ilda, &beta, c, &ildc);
+    if (epilogue.bias && accumulate)
+      for (Index i = 0; i < m; ++i) RowMap(c + i * ldc, n) += bias;
+    if (epilogue.relu)  // NaN stays NaN (torch.relu)
+      for (Index i = 0; i < m; ++i) {
+        RowMap row(c + i * ldc, n);
+        row.array() = (row.array() < T(0)).select(T(0), row.array());
+      }
+    return true;
+  }
+}
+#endif  // EIGEN_USE_BLAS
+
+/// Products below this many flops skip the packed kernel: packing costs more than it saves there, and Eigen's
+/// product is faster (ops_bench BM_gemm_kernel: 0.64 against 0.88 us at 8 x 32 x 96, 4x faster at 4 x 8 x 4; the
+/// packed kernel wins from 64 x 64 x 64 on).
+constexpr double kPackedMinFlops = 1e5;
+
 #ifdef EIGENFORMER_GEMM_AVX2
 namespace gemm_avx2 {
 
@@ -117,6 +163,22 @@ inline bool cpu_supported() {
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   }();
   return ok;
+}
+
+/// Whether the CPU runs AVX-512F: the kernel then computes 6 x 32 tiles (two B strips) in zmm registers, twice the
+/// FLOPs per instruction of the 6 x 16 ymm tile, on the same packed panels.
+inline bool cpu_supports_avx512() {
+  static const bool ok = [] {
+    __builtin_cpu_init();
+    return cpu_supported() && __builtin_cpu_supports("avx512f");
+  }();
+  return ok;
+}
+
+/// Off forces the 6 x 16 AVX2 tiles on an AVX-512 CPU (tests compare both paths; benchmarks measure the gain).
+inline std::atomic<bool>& avx512_enabled() {
+  static std::atomic<bool> enabled{true};
+  return enabled;
 }
 
 /// In-register transpose of the 8 x 8 block r[0..8): afterwards r[q] holds column q.
@@ -290,39 +352,89 @@ __attribute__((target("avx2,fma"))) inline void micro_kernel(Index kc, const flo
   store_row(c + 5 * ldc, c50, c51, st);
 }
 
+/// row[0, 16) = v [+ row] [+ bias], then [relu]: store_row for one zmm register.
+__attribute__((target("avx512f"))) inline void store_row512(float* row, __m512 v, const float* bias,
+                                                            const TileStore& st) {
+  if (st.accumulate) v = _mm512_add_ps(_mm512_loadu_ps(row), v);
+  if (bias) v = _mm512_add_ps(_mm512_loadu_ps(bias), v);
+  // max(0, v), NaN propagating as in store_row; the maskz form because GCC 12 warns about the undefined source
+  // register inside _mm512_max_ps (-Wmaybe-uninitialized).
+  if (st.relu) v = _mm512_maskz_max_ps(static_cast<__mmask16>(0xFFFF), _mm512_setzero_ps(), v);
+  _mm512_storeu_ps(row, v);
+}
+
+/// The 6 x 32 tile at c = a packed A panel times two adjacent packed B strips (pb0 for columns 0-15, pb1 for
+/// 16-31): 12 zmm accumulators, 6 broadcasts and 2 loads per 12 FMAs. st.bias covers all 32 columns.
+__attribute__((target("avx512f"))) inline void micro_kernel_512(Index kc, const float* pa, const float* pb0,
+                                                                const float* pb1, float* c, Index ldc,
+                                                                const TileStore& st) {
+  __m512 acc[kMr][2];
+  for (Index r = 0; r < kMr; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  for (Index r = 0; r < kMr; ++r) {
+    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 16), _MM_HINT_T0);
+  }
+  for (Index p = 0; p < kc; ++p, pa += kMr, pb0 += kNr, pb1 += kNr) {
+    _mm_prefetch(reinterpret_cast<const char*>(pa + 8 * kMr), _MM_HINT_T0);  // A streams from L2
+    const __m512 b0 = _mm512_loadu_ps(pb0), b1 = _mm512_loadu_ps(pb1);
+    for (Index r = 0; r < kMr; ++r) {  // fully unrolled by the compiler (kMr is a constant)
+      const __m512 x = _mm512_set1_ps(pa[r]);
+      acc[r][0] = _mm512_fmadd_ps(x, b0, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(x, b1, acc[r][1]);
+    }
+  }
+  for (Index r = 0; r < kMr; ++r) {
+    store_row512(c + r * ldc, acc[r][0], st.bias, st);
+    store_row512(c + r * ldc + 16, acc[r][1], st.bias ? st.bias + 16 : nullptr, st);
+  }
+}
+
+/// The valid mr x nr corner of a tile computed into scratch (row stride width), stored into cij with st's
+/// epilogue.
+inline void store_edge(const float* edge, Index width, Index mr, Index nr, float* cij, Index ldc,
+                       const TileStore& st) {
+  for (Index r = 0; r < mr; ++r)
+    for (Index q = 0; q < nr; ++q) {
+      float v = edge[r * width + q];
+      if (st.accumulate) v += cij[r * ldc + q];
+      if (st.bias) v += st.bias[q];
+      if (st.relu && v < 0.0f) v = 0.0f;
+      cij[r * ldc + q] = v;
+    }
+}
+
 /// One (rows) x (cols) block of C at column j0 from packed A panels and packed B strips; bias (per column of C)
-/// and relu as in TileStore, for the first and last depth blocks.
+/// and relu as in TileStore, for the first and last depth blocks. With wide (AVX-512), two strips at a time.
 inline void compute_block(Index kc, const float* pa, Index rows, const float* pb, Index j0, Index cols, float* c,
-                          Index ldc, bool first, bool accumulate, const float* bias, bool last, bool relu) {
-  alignas(32) float edge[kMr * kNr];
+                          Index ldc, bool first, bool accumulate, const float* bias, bool last, bool relu,
+                          bool wide) {
+  alignas(64) float edge[kMr * 2 * kNr];
   const TileStore scratch{false, nullptr, false};
-  for (Index j = j0; j < j0 + cols; j += kNr) {
-    const Index nr = std::min(kNr, j0 + cols - j);
+  for (Index j = j0; j < j0 + cols;) {
+    const Index left = j0 + cols - j;
+    const Index width = wide && left > kNr ? 2 * kNr : kNr;  // a second strip exists when more than 16 columns left
+    const Index nr = std::min(width, left);
     const float* pbj = pb + j * kc;  // strips are kc x 16, j is a multiple of 16
     const TileStore st{accumulate || !first, first && bias ? bias + j : nullptr, last && relu};
     for (Index i = 0; i < rows; i += kMr) {
       const Index mr = std::min(kMr, rows - i);
       float* cij = c + i * ldc + j;
-      if (mr == kMr && nr == kNr) {
-        micro_kernel(kc, pa + i * kc, pbj, cij, ldc, st);
-        continue;
-      }
+      const bool full = mr == kMr && nr == width;
       // A partial tile: the full tile into scratch, then the valid part with the same epilogue.
-      micro_kernel(kc, pa + i * kc, pbj, edge, kNr, scratch);
-      for (Index r = 0; r < mr; ++r)
-        for (Index q = 0; q < nr; ++q) {
-          float v = edge[r * kNr + q];
-          if (st.accumulate) v += cij[r * ldc + q];
-          if (st.bias) v += st.bias[q];
-          if (st.relu && v < 0.0f) v = 0.0f;
-          cij[r * ldc + q] = v;
-        }
+      if (width == 2 * kNr)
+        micro_kernel_512(kc, pa + i * kc, pbj, pbj + kNr * kc, full ? cij : edge, full ? ldc : width,
+                         full ? st : scratch);
+      else
+        micro_kernel(kc, pa + i * kc, pbj, full ? cij : edge, full ? ldc : width, full ? st : scratch);
+      if (!full) store_edge(edge, width, mr, nr, cij, ldc, st);
     }
+    j += width;
   }
 }
 
 inline void gemm(Index m, Index n, Index k, const float* a, Index lda, bool transpose_a, const float* b, Index ldb,
                  bool transpose_b, float* c, Index ldc, bool accumulate, const float* bias, bool relu) {
+  const bool wide = cpu_supports_avx512() && avx512_enabled().load(std::memory_order_relaxed);
   const Index strips = (n + kNr - 1) / kNr;
   const Index panels = (m + kMr - 1) / kMr;
   const Index kc_max = std::min(k, kKc);
@@ -338,7 +450,8 @@ inline void gemm(Index m, Index n, Index k, const float* a, Index lda, bool tran
   const Index block_panels = std::min(kMcPanels, std::max<Index>(1, (panels + threads - 1) / threads));
   const Index blocks = (panels + block_panels - 1) / block_panels;
   const Index chunks = std::min(strips, std::max<Index>(1, (threads + blocks - 1) / blocks));
-  const Index chunk_strips = (strips + chunks - 1) / chunks;
+  Index chunk_strips = (strips + chunks - 1) / chunks;
+  if (wide && chunk_strips % 2 == 1 && chunk_strips < strips) ++chunk_strips;  // whole 32-column tiles per item
   const Index items = blocks * chunks;
   auto pack_b = [&](Index task) {  // task = depth block * strips + strip
     const Index kb = task / strips, s = task % strips, k0 = kb * kKc, kc = std::min(kKc, k - k0);
@@ -354,7 +467,7 @@ inline void gemm(Index m, Index n, Index k, const float* a, Index lda, bool tran
       const Index kc = std::min(kKc, k - k0);
       pack_a(a, lda, transpose_a, i0, rows, k0, kc, packed_a);
       compute_block(kc, packed_a, rows, packed_b + kb * kb_stride, j0, cols, c + i0 * ldc, ldc, k0 == 0,
-                    accumulate, bias, k0 + kc >= k, relu);
+                    accumulate, bias, k0 + kc >= k, relu, wide);
     }
   };
   if (threads == 1) {
@@ -384,17 +497,18 @@ template <typename T>
 void gemm(Index m, Index n, Index k, const T* a, Index lda, bool transpose_a, const T* b, Index ldb,
           bool transpose_b, T* c, Index ldc, bool accumulate, const GemmEpilogue<T>& epilogue) {
   if (m == 0 || n == 0) return;
+  [[maybe_unused]] const double flops = 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
+#ifdef EIGEN_USE_BLAS
+  // With a BLAS, every product goes to it (OpenBLAS matches or beats the packed kernel at every size, and its
+  // small-matrix path is the fastest below), except the per-head products that attention runs inside its own
+  // parallel loop: a threaded BLAS would fight that loop for the cores.
+  if (!in_parallel_region() &&
+      gemm_blas(m, n, k, a, lda, transpose_a, b, ldb, transpose_b, c, ldc, accumulate, epilogue))
+    return;
+#endif
 #ifdef EIGENFORMER_GEMM_AVX2
   if constexpr (std::is_same_v<T, float>) {
-#ifdef EIGEN_USE_BLAS
-    // With a BLAS, large products go to it (through Eigen); small ones, and the per-head products that attention
-    // runs inside its own parallel loop (where a threaded BLAS would fight for the cores), stay here.
-    const bool use_blas = !in_parallel_region() &&
-                          2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k) >= 4e6;
-#else
-    constexpr bool use_blas = false;
-#endif
-    if (k > 0 && !use_blas && gemm_avx2::cpu_supported()) {
+    if (k > 0 && flops >= kPackedMinFlops && gemm_avx2::cpu_supported()) {
       gemm_avx2::gemm(m, n, k, a, lda, transpose_a, b, ldb, transpose_b, c, ldc, accumulate, epilogue.bias,
                       epilogue.relu);
       return;
