@@ -15,7 +15,10 @@ process per (configuration, threads, round), so the peak RSS (os.wait4's ru_maxr
 sides get OMP_WAIT_POLICY=PASSIVE (libgomp's default spin-wait steals the other side's cores on a shared machine),
 OMP_NUM_THREADS=threads and no OPENBLAS_CORETYPE. PyTorch gets its best BLAS set-up on Debian: the OpenMP build of
 OpenBLAS (libopenblas0-openmp), preferred through LD_LIBRARY_PATH without touching the system's alternatives; the
-worker reports the BLAS library it actually loaded.
+worker reports the BLAS library it actually loaded. Both sides also get GLIBC_TUNABLES raising glibc malloc's mmap and
+trim thresholds: by default every tensor above the mmap threshold is a fresh mmap, and PyTorch, which allocates its
+activations and gradients anew each step, then pays a page fault per 4 KiB page on every step (on our virtual
+machines that made its training step 2.5x slower). eigenformer reuses its buffers, so the setting is neutral for it.
 
 Times are medians over every sample (eigenformer: Google Benchmark repetitions; PyTorch: single steps). With one
 thread they are CPU times of the process (robust to other load on the machine); with more threads they are
@@ -42,6 +45,7 @@ CONFIGS = {  # name: (vocab, d_model, heads, layers, ffn, seq, batch, classes), 
     "base-layer": (8192, 768, 12, 1, 3072, 128, 8, 2),
 }
 OPENBLAS_OPENMP_DIR = "/usr/lib/x86_64-linux-gnu/openblas-openmp"
+GLIBC_TUNABLES = "glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=4294967295"
 
 
 def forward_flops(name):
@@ -135,6 +139,7 @@ def side_env(threads, torch_side):
     env["OMP_NUM_THREADS"] = str(threads)
     env.pop("OPENBLAS_CORETYPE", None)
     env.pop("OPENBLAS_NUM_THREADS", None)
+    env["GLIBC_TUNABLES"] = GLIBC_TUNABLES
     if torch_side and os.path.isdir(OPENBLAS_OPENMP_DIR):
         rest = env.get("LD_LIBRARY_PATH")
         env["LD_LIBRARY_PATH"] = OPENBLAS_OPENMP_DIR + (":" + rest if rest else "")
