@@ -75,6 +75,11 @@ void gemm_eigen(Index m, Index n, Index k, const T* a, Index lda, bool transpose
 }
 
 #ifdef EIGEN_USE_BLAS
+/// With more than one thread, products below this many flops run on the packed kernel's threads rather than the
+/// BLAS's (compare_pytorch.py at 2 threads: tiny and mini run faster that way, base-layer's 3.6-4.8 GFLOP
+/// projections faster on the BLAS).
+constexpr double kBlasThreadedMinFlops = 2e9;
+
 /// The BLAS path: sgemm/dgemm called directly. Row-major C is column-major C^T = op(B)^T op(A)^T, so B goes
 /// first and the transpose flags carry over. A bias is written into C first and taken in with beta = 1 (Eigen's
 /// product would zero C, run the BLAS with beta = 1, then add the bias in a third pass). Returns false, doing
@@ -499,10 +504,12 @@ void gemm(Index m, Index n, Index k, const T* a, Index lda, bool transpose_a, co
   if (m == 0 || n == 0) return;
   [[maybe_unused]] const double flops = 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
 #ifdef EIGEN_USE_BLAS
-  // With a BLAS, every product goes to it (OpenBLAS matches or beats the packed kernel at every size, and its
-  // small-matrix path is the fastest below), except the per-head products that attention runs inside its own
-  // parallel loop: a threaded BLAS would fight that loop for the cores.
-  if (!in_parallel_region() &&
+  // With a BLAS, products go to it when we run on one thread (OpenBLAS matches or beats the packed kernel at every
+  // size there, and its small-matrix path is the fastest) and, with more threads, when they are very large; the
+  // packed kernel's own threading wins on mid-sized products, where the BLAS's threads keep spinning after each call
+  // and take the cores from our next parallel loop. Never inside a parallel region (attention's per-head
+  // products): a threaded BLAS would fight that loop for the cores.
+  if (!in_parallel_region() && (num_threads() == 1 || flops >= kBlasThreadedMinFlops) &&
       gemm_blas(m, n, k, a, lda, transpose_a, b, ldb, transpose_b, c, ldc, accumulate, epilogue))
     return;
 #endif
