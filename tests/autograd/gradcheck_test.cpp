@@ -9,6 +9,9 @@
 #include "support/test_support.hpp"
 
 using namespace eigenformer;
+
+namespace gradcheck_test {
+
 using eigenformer::testing::random_var;
 using Inputs = std::vector<Var<double>>;
 
@@ -162,3 +165,5 @@ TEST(Gradcheck, WorksInsideANoGradGuard) {
   EXPECT_GRADCHECK([](const Inputs& v) { return exp(v[0]); }, Inputs{x});
   EXPECT_FALSE(is_grad_enabled());  // the caller's mode is restored
 }
+
+}  // namespace gradcheck_test

@@ -13,6 +13,8 @@
 
 using namespace eigenformer;
 
+namespace var_test {
+
 namespace {
 
 // The sum of every element, written here with the op pattern so that these tests depend only on the engine and
@@ -398,3 +400,5 @@ TEST(Backward, TheGraphFreesItselfWhenTheOutputIsDropped) {
   EXPECT_TRUE(output.expired());
   EXPECT_EQ(x.node_ptr().use_count(), 1);  // no node of the dead graph still points at the leaf
 }
+
+}  // namespace var_test

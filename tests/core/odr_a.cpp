@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+namespace odr_a {
+
 namespace {
 
 // Uses non-template inline functions (to_string, broadcast_shapes, is_grad_enabled) and templates that odr_b.cpp
@@ -24,3 +26,5 @@ TEST(OdrA, UmbrellaHeaderWorksInTheFirstTranslationUnit) {
   EXPECT_EQ(sum_of_squares_gradient(1.5), 3.0);
   EXPECT_TRUE(is_grad_enabled());
 }
+
+}  // namespace odr_a

@@ -5,6 +5,8 @@
 
 #include <sstream>
 
+namespace odr_b {
+
 TEST(OdrB, UmbrellaHeaderWorksInTheSecondTranslationUnit) {
   using namespace eigenformer;
   EXPECT_EQ(to_string(detail::broadcast_shapes("odr_b", {4}, {1, 4})), "(1, 4)");
@@ -21,3 +23,5 @@ TEST(OdrB, UmbrellaHeaderWorksInTheSecondTranslationUnit) {
   }
   EXPECT_TRUE(is_grad_enabled());
 }
+
+}  // namespace odr_b

@@ -4,6 +4,8 @@
 
 using namespace eigenformer;
 
+namespace shape_test {
+
 TEST(Shape, ToStringPrintsParenthesizedCommaSeparatedDims) {
   EXPECT_EQ(to_string(Shape{}), "()");
   EXPECT_EQ(to_string(Shape{5}), "(5)");
@@ -66,3 +68,5 @@ TEST(Shape, StridesAreRowMajorInElements) {
   EXPECT_EQ(detail::strides_of({5}), (Shape{1}));
   EXPECT_EQ(detail::strides_of({2, 3, 4}), (Shape{12, 4, 1}));
 }
+
+}  // namespace shape_test

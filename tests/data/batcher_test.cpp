@@ -11,6 +11,8 @@
 using namespace eigenformer;
 using namespace eigenformer::data;
 
+namespace batcher_test {
+
 namespace {
 
 using Sequences = std::vector<std::vector<std::int64_t>>;
@@ -212,3 +214,5 @@ TEST(Batcher, BadInputThrows) {
 }
 
 }  // namespace
+
+}  // namespace batcher_test

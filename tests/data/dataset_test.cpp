@@ -19,6 +19,9 @@
 
 using namespace eigenformer;
 using namespace eigenformer::data;
+
+namespace dataset_test {
+
 namespace fs = std::filesystem;
 
 namespace {
@@ -401,3 +404,5 @@ TEST(ReadJsonl, SpamAssassinSplitsWhenFetched) {
 }
 
 }  // namespace
+
+}  // namespace dataset_test

@@ -11,6 +11,8 @@
 using namespace eigenformer;
 using namespace eigenformer::data;
 
+namespace shuffle_test {
+
 namespace {
 
 // The expected values below come from an independent Python implementation of MT19937-64 (the reference
@@ -84,3 +86,5 @@ TEST(Shuffle, MixSeedSeparatesSeedsAndStreams) {
 }
 
 }  // namespace
+
+}  // namespace shuffle_test

@@ -27,6 +27,9 @@
 
 using namespace eigenformer;
 using namespace eigenformer::io;
+
+namespace safetensors_test {
+
 namespace fs = std::filesystem;
 using Bytes = std::vector<std::uint8_t>;
 
@@ -561,3 +564,5 @@ TEST(Safetensors, FailedSaveIntoAReadOnlyDirectoryLeavesTheOldFile) {
   EXPECT_EQ(read_all(target), before);
 }
 #endif
+
+}  // namespace safetensors_test

@@ -15,6 +15,9 @@
 
 using namespace eigenformer;
 using namespace eigenformer::io;
+
+namespace state_dict_test {
+
 namespace fs = std::filesystem;
 using eigenformer::testing::random_tensor;
 
@@ -304,3 +307,5 @@ TEST(StateDict, FailedOptimizerLoadsChangeNothing) {
   EXPECT_EQ(adam.step_count.item(), 2);
   EXPECT_TRUE(adam.m[0].equal(m0));
 }
+
+}  // namespace state_dict_test

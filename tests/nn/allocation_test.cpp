@@ -21,6 +21,8 @@ void* operator new(std::size_t n) {
 void operator delete(void* p) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
+namespace allocation_test {
+
 namespace {
 
 using namespace eigenformer;
@@ -73,3 +75,5 @@ TEST(Allocation, SteadyStateTrainingStepTakesNoTensorBufferFromTheSystemAndTheSa
 }
 
 }  // namespace
+
+}  // namespace allocation_test

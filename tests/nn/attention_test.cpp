@@ -3,6 +3,9 @@
 #include "support/test_support.hpp"
 
 using namespace eigenformer;
+
+namespace attention_test {
+
 using eigenformer::testing::random_var;
 using Inputs = std::vector<Var<double>>;
 
@@ -49,3 +52,5 @@ TEST(MultiHeadAttention, CrossAttentionEqualsSelfAttentionOnTheSameInput) {
                     {"MultiHeadAttention", "(2, 5, 4)", "(2, 4, 4)"});
   EXPECT_THROW_WITH(mha.forward(random_var({2, 3, 5}, 10)), ShapeError, {"MultiHeadAttention", "(2, 3, 5)", "(B, T, 4)"});
 }
+
+}  // namespace attention_test

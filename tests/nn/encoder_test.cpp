@@ -5,6 +5,9 @@
 #include "support/test_support.hpp"
 
 using namespace eigenformer;
+
+namespace encoder_test {
+
 using eigenformer::testing::random_var;
 using Inputs = std::vector<Var<double>>;
 
@@ -150,3 +153,5 @@ TEST(EncoderClassifier, EvalForwardIsSafeFromSeveralThreads) {
   for (auto& th : threads) th.join();
   for (const auto& r : results) EXPECT_TRUE(r.equal(expected));
 }
+
+}  // namespace encoder_test

@@ -9,6 +9,9 @@
 #include "support/test_support.hpp"
 
 using namespace eigenformer;
+
+namespace layers_test {
+
 using eigenformer::testing::random_var;
 using Inputs = std::vector<Var<double>>;
 
@@ -125,3 +128,5 @@ TEST(Module, FreezeUnfreezeAndCounts) {
   EXPECT_EQ(fc.trainable_parameter_count(), 10);
   EXPECT_THROW_WITH(fc.freeze("encoder."), ValueError, {"freeze", "encoder."});
 }
+
+}  // namespace layers_test

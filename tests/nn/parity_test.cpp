@@ -11,6 +11,8 @@
 
 using namespace eigenformer;
 
+namespace parity_test {
+
 namespace {
 
 std::string fixture(const std::string& name) { return std::string(EIGENFORMER_TEST_DATA_DIR) + "/reference/" + name; }
@@ -166,3 +168,5 @@ TEST(PyTorchParity, ScaledDotProductAttentionWithFullyMaskedRow) {
   expect_close("sdpa.grad.k", k.grad(), f.get<float>("sdpa.grad.k"), 1e-4, 1e-6);
   expect_close("sdpa.grad.v", v.grad(), f.get<float>("sdpa.grad.v"), 1e-4, 1e-6);
 }
+
+}  // namespace parity_test

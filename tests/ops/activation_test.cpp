@@ -6,6 +6,9 @@
 #include "support/test_support.hpp"
 
 using namespace eigenformer;
+
+namespace activation_test {
+
 using eigenformer::testing::random_tensor;
 using eigenformer::testing::random_var;
 using Inputs = std::vector<Var<double>>;
@@ -132,3 +135,5 @@ TEST(Activation, OutputsRecordTheirOpName) {
   EXPECT_STREQ(tanh(x).op_name(), "tanh");
   EXPECT_STREQ(sigmoid(x).op_name(), "sigmoid");
 }
+
+}  // namespace activation_test

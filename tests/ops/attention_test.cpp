@@ -5,6 +5,9 @@
 #include "support/test_support.hpp"
 
 using namespace eigenformer;
+
+namespace attention_test {
+
 using eigenformer::testing::random_var;
 using Inputs = std::vector<Var<double>>;
 
@@ -218,3 +221,5 @@ TEST(PackedSelfAttention, BadShapesAndOptionsThrow) {
   opt.dropout = 0.5f;
   EXPECT_THROW_WITH(scaled_dot_product_attention_packed(qkv, 2, {}, opt), ValueError, {"generator"});
 }
+
+}  // namespace attention_test

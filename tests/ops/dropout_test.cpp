@@ -6,6 +6,9 @@
 #include "support/test_support.hpp"
 
 using namespace eigenformer;
+
+namespace dropout_test {
+
 using eigenformer::testing::random_var;
 using Inputs = std::vector<Var<double>>;
 
@@ -105,3 +108,5 @@ TEST(Dropout, ProbabilityOutsideTheUnitIntervalThrowsValueError) {
   EXPECT_THROW_WITH(dropout(x, 1.5f, false, gen), ValueError, {"dropout", "p is 1.5"});
   EXPECT_THROW_WITH(dropout(x, std::numeric_limits<float>::quiet_NaN(), true, gen), ValueError, {"dropout", "p is"});
 }
+
+}  // namespace dropout_test

@@ -3,6 +3,9 @@
 #include "support/test_support.hpp"
 
 using namespace eigenformer;
+
+namespace elementwise_test {
+
 using eigenformer::testing::random_var;
 using Inputs = std::vector<Var<double>>;
 
@@ -66,3 +69,5 @@ TEST(Elementwise, MismatchedShapesThrowShapeErrorNamingTheOpAndBothShapes) {
   EXPECT_THROW_WITH(sub(a, b), ShapeError, {"sub"});
   EXPECT_THROW_WITH(div(a, b), ShapeError, {"div"});
 }
+
+}  // namespace elementwise_test

@@ -4,6 +4,9 @@
 #include "support/test_support.hpp"
 
 using namespace eigenformer;
+
+namespace embedding_test {
+
 using eigenformer::testing::random_var;
 using Inputs = std::vector<Var<double>>;
 using Ids = Tensor<std::int64_t>;
@@ -71,3 +74,5 @@ TEST(Embedding, WeightThatIsNotAMatrixThrowsShapeError) {
   Var<float> w(Tensor<float>::zeros({4}));
   EXPECT_THROW_WITH(embedding(w, Ids::from({0}, {1})), ShapeError, {"embedding", "weight is (4)"});
 }
+
+}  // namespace embedding_test

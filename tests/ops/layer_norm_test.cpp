@@ -3,6 +3,9 @@
 #include "support/test_support.hpp"
 
 using namespace eigenformer;
+
+namespace layer_norm_test {
+
 using eigenformer::testing::random_var;
 using Inputs = std::vector<Var<double>>;
 
@@ -95,3 +98,5 @@ TEST(LayerNorm, BadArgumentsThrowNamingLayerNorm) {
                     {"layer_norm", "x is ()"});
   EXPECT_THROW_WITH(layer_norm(x, w, w, -1.0f), ValueError, {"layer_norm", "eps is -1", "eps >= 0"});
 }
+
+}  // namespace layer_norm_test

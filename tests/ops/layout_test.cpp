@@ -4,6 +4,9 @@
 #include "support/test_support.hpp"
 
 using namespace eigenformer;
+
+namespace layout_test {
+
 using eigenformer::testing::random_var;
 using Inputs = std::vector<Var<double>>;
 
@@ -262,3 +265,5 @@ TEST(Select, InPlaceGradientAddLeavesASharedGradientBufferAlone) {
   // dh = ones + row 1 gets the select's gradient summed over the broadcast rows (2 each): x.grad = 2 * dh.
   EXPECT_TRUE(x.grad().equal(Tensor<double>::from({2, 2, 6, 6}, {2, 2})));
 }
+
+}  // namespace layout_test

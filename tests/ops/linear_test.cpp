@@ -5,6 +5,9 @@
 #include "support/test_support.hpp"
 
 using namespace eigenformer;
+
+namespace linear_test {
+
 using eigenformer::testing::random_var;
 using Inputs = std::vector<Var<double>>;
 
@@ -130,3 +133,5 @@ TEST(LinearRelu, PassesGradcheckAndMatchesReluOfLinear) {
   EXPECT_TRUE(gb.allclose(b.grad(), 1e-5, 1e-5));
   EXPECT_THROW_WITH(linear_relu(x, Var<float>(Tensor<float>::zeros({3, 4}))), ShapeError, {"linear_relu", "(37, 45)"});
 }
+
+}  // namespace linear_test

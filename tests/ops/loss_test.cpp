@@ -5,6 +5,9 @@
 #include "support/test_support.hpp"
 
 using namespace eigenformer;
+
+namespace loss_test {
+
 using eigenformer::testing::random_var;
 using Inputs = std::vector<Var<double>>;
 using Targets = Tensor<std::int64_t>;
@@ -122,3 +125,5 @@ TEST(CrossEntropy, BadShapesThrowShapeError) {
   EXPECT_THROW_WITH(cross_entropy(Var<float>(Tensor<float>::zeros({5})), Targets::from({0}, {1})), ShapeError,
                     {"cross_entropy", "logits is (5)", "(N, C)"});
 }
+
+}  // namespace loss_test

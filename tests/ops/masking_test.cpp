@@ -6,6 +6,9 @@
 #include "support/test_support.hpp"
 
 using namespace eigenformer;
+
+namespace masking_test {
+
 using eigenformer::testing::random_var;
 using Inputs = std::vector<Var<double>>;
 
@@ -134,3 +137,5 @@ TEST(Masking, MaskThatDoesNotBroadcastToXThrowsShapeError) {
   EXPECT_THROW_WITH(masked_fill(iota_var({1, 3}), Tensor<bool>::zeros({2, 3}), 0.0), ShapeError,
                     {"masked_fill", "(2, 3)", "(1, 3)", "broadcasts to x"});
 }
+
+}  // namespace masking_test

@@ -3,6 +3,9 @@
 #include "support/test_support.hpp"
 
 using namespace eigenformer;
+
+namespace matmul_test {
+
 using eigenformer::testing::random_var;
 using Inputs = std::vector<Var<double>>;
 
@@ -129,3 +132,5 @@ TEST(Matmul, BadShapesThrowShapeErrorNamingMatmulAndTheShapes) {
   EXPECT_THROW_WITH(matmul(Var<float>(Tensor<float>::zeros({3, 4})), b3), ShapeError, {"matmul", "batch"});
   EXPECT_THROW_WITH(matmul(Var<float>(Tensor<float>::zeros({3})), b), ShapeError, {"matmul", "a is (3)", "rank >= 2"});
 }
+
+}  // namespace matmul_test

@@ -3,6 +3,9 @@
 #include "support/test_support.hpp"
 
 using namespace eigenformer;
+
+namespace pooling_test {
+
 using eigenformer::testing::random_var;
 using Inputs = std::vector<Var<double>>;
 using Mask = Tensor<bool>;
@@ -56,3 +59,5 @@ TEST(MaskedMean, MismatchedShapesThrowShapeErrorNamingBothShapes) {
   EXPECT_THROW_WITH(masked_mean(Var<float>(Tensor<float>::zeros({2, 3})), Mask::from({false, false}, {2})),
                     ShapeError, {"masked_mean", "x is (2, 3)", "(B, T, C)"});
 }
+
+}  // namespace pooling_test

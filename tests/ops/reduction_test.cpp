@@ -6,6 +6,9 @@
 #include "support/test_support.hpp"
 
 using namespace eigenformer;
+
+namespace reduction_test {
+
 using eigenformer::testing::random_var;
 using Inputs = std::vector<Var<double>>;
 
@@ -162,3 +165,5 @@ TEST(Reduction, MaxOverAnEmptyAxisThrows) {
   EXPECT_THROW_WITH(max(e, 1), ValueError, {"max", "axis 1", "size 0", "(2, 0)"});
   EXPECT_THROW_WITH(argmax(e.value(), -1), ValueError, {"argmax", "size 0"});
 }
+
+}  // namespace reduction_test

@@ -6,6 +6,9 @@
 #include "support/test_support.hpp"
 
 using namespace eigenformer;
+
+namespace softmax_test {
+
 using eigenformer::testing::random_var;
 using Inputs = std::vector<Var<double>>;
 
@@ -107,3 +110,5 @@ TEST(Softmax, ScalarInputThrowsShapeError) {
   EXPECT_THROW_WITH(softmax(x), ShapeError, {"softmax", "x is ()", "at least one dimension"});
   EXPECT_THROW_WITH(log_softmax(x), ShapeError, {"log_softmax", "x is ()"});
 }
+
+}  // namespace softmax_test

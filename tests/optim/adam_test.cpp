@@ -5,6 +5,9 @@
 
 using namespace eigenformer;
 using namespace eigenformer::optim;
+
+namespace adam_test {
+
 using eigenformer::testing::all_near;
 using eigenformer::testing::expect_trajectory;
 using eigenformer::testing::kGrads;
@@ -213,3 +216,5 @@ TEST(Adam, InvalidOptionsThrowValueErrorNamingTheOptimizerAndOption) {
   o.eps = std::numeric_limits<float>::infinity();
   EXPECT_THROW_WITH(Adam<float>(pb.params(), o), ValueError, {"Adam", "eps", "inf"});
 }
+
+}  // namespace adam_test

@@ -8,6 +8,9 @@
 
 using namespace eigenformer;
 using namespace eigenformer::optim;
+
+namespace clip_grad_test {
+
 using eigenformer::testing::all_near;
 using eigenformer::testing::TinyProblem;
 
@@ -85,3 +88,5 @@ TEST(ClipGradNorm, InvalidMaxNormThrowsValueError) {
   EXPECT_THROW_WITH(clip_grad_norm(pb.params(), -1.0f), ValueError, {"clip_grad_norm", "max_norm is -1"});
   EXPECT_THROW_WITH(clip_grad_norm(pb.params(), std::nanf("")), ValueError, {"clip_grad_norm", "max_norm"});
 }
+
+}  // namespace clip_grad_test

@@ -7,6 +7,8 @@
 using namespace eigenformer;
 using namespace eigenformer::optim;
 
+namespace lr_schedule_test {
+
 namespace {
 
 // Learning rates (base lr 0.5, 10 warmup steps, 100 total steps) at kSteps, from tests/optim/make_reference.py:
@@ -84,3 +86,5 @@ TEST(LrSchedule, InvalidOptionsAndStepsThrowValueError) {
   EXPECT_THROW_WITH(CosineSchedule<float>(0.1f, 0, 10)(-3), ValueError, {"CosineSchedule", "step is -3"});
   EXPECT_THROW_WITH(ConstantSchedule<float>(0.1f)(-2), ValueError, {"ConstantSchedule", "step is -2"});
 }
+
+}  // namespace lr_schedule_test

@@ -14,6 +14,9 @@
 
 using namespace eigenformer;
 using namespace eigenformer::optim;
+
+namespace optimizer_test {
+
 using eigenformer::testing::kGrads;
 using eigenformer::testing::saved_state;
 using eigenformer::testing::TinyProblem;
@@ -94,12 +97,12 @@ void load_step(Opt& opt, float v) {
   });
 }
 
+}  // namespace
+
 template <typename Opt>
 class OptimizerTest : public ::testing::Test {};
 using Optimizers = ::testing::Types<SGD<float>, Adam<float>, AdamW<float>>;
 TYPED_TEST_SUITE(OptimizerTest, Optimizers);
-
-}  // namespace
 
 TYPED_TEST(OptimizerTest, NonFiniteGradientThrowsNamingTheParameterAndChangesNothing) {
   using Opt = TypeParam;
@@ -324,3 +327,5 @@ TYPED_TEST(OptimizerTest, BadParameterListsThrowValueError) {
   EXPECT_THROW_WITH(Opt(NamedParameters<float>({{"w", pb.w}, {"x", Var<float>()}}), o), ValueError,
                     {name, "'x'", "undefined"});
 }
+
+}  // namespace optimizer_test

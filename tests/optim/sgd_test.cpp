@@ -5,6 +5,9 @@
 
 using namespace eigenformer;
 using namespace eigenformer::optim;
+
+namespace sgd_test {
+
 using eigenformer::testing::all_near;
 using eigenformer::testing::expect_trajectory;
 using eigenformer::testing::pair_state;
@@ -158,3 +161,5 @@ TEST(SGD, InvalidOptionsThrowValueErrorNamingTheOption) {
                     {"SGD", "nesterov", "dampening 0.1"});
   EXPECT_THROW_WITH(SGD<float>(pb.params(), options(std::nanf(""))), ValueError, {"SGD", "lr", "nan"});
 }
+
+}  // namespace sgd_test

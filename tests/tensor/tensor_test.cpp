@@ -11,6 +11,8 @@
 
 using namespace eigenformer;
 
+namespace tensor_test {
+
 namespace {
 
 template <typename T>
@@ -520,3 +522,5 @@ TEST(TensorStorage, UndefinedTensorHasNoBuffer) {
   EXPECT_EQ(u.numel(), 0);
   EXPECT_TRUE(Tensor<float>::zeros({0}).defined());
 }
+
+}  // namespace tensor_test

@@ -6,6 +6,9 @@
 #include "support/test_support.hpp"
 
 using namespace eigenformer::text;
+
+namespace basic_tokenizer_test {
+
 using Tokens = std::vector<std::string>;
 
 namespace {
@@ -136,3 +139,5 @@ TEST(BasicTokenizer, IsolatedCharacters) {
   EXPECT_FALSE(make(true, true).is_isolated(U'a'));
   EXPECT_FALSE(make(true, true).is_isolated(0xE9));
 }
+
+}  // namespace basic_tokenizer_test

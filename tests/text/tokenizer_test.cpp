@@ -15,6 +15,9 @@
 
 using namespace eigenformer;
 using namespace eigenformer::text;
+
+namespace tokenizer_test {
+
 namespace fs = std::filesystem;
 using Tokens = std::vector<std::string>;
 using Ids = std::vector<std::int64_t>;
@@ -229,3 +232,5 @@ TEST(Tokenizer, FromFileAndErrors) {
   o.add_special_tokens = false;
   EXPECT_EQ(tok.encode("unwanted", o), (Ids{7}));
 }
+
+}  // namespace tokenizer_test

@@ -7,6 +7,8 @@
 
 using namespace eigenformer::text;
 
+namespace unicode_test {
+
 namespace {
 
 // Replacement counts from Python 3.11: len(b.decode("utf-8", errors="replace")).
@@ -41,7 +43,7 @@ TEST(Utf8Decode, MalformedSequencesBecomeReplacementCharsLikePython) {
       {"\x80\x80", {R, R}},                       // stray continuation bytes
       {"\xC3" "\xC3\xA9", {R, 0xE9}},             // a lead byte interrupted by a new sequence
   };
-  for (const Malformed& c : cases) EXPECT_EQ(decode_utf8(c.bytes), c.expected) << testing::PrintToString(c.bytes);
+  for (const Malformed& c : cases) EXPECT_EQ(decode_utf8(c.bytes), c.expected) << ::testing::PrintToString(c.bytes);
 }
 
 TEST(Utf8Decode, SanitizeAndValidity) {
@@ -125,3 +127,5 @@ TEST(CharClasses, LowerCaseAndDecomposition) {
   EXPECT_EQ(combining_class(U'a'), 0);
   EXPECT_FALSE(is_nonspacing_mark(U'a'));
 }
+
+}  // namespace unicode_test

@@ -14,6 +14,9 @@
 
 using namespace eigenformer;
 using namespace eigenformer::text;
+
+namespace vocab_test {
+
 namespace fs = std::filesystem;
 
 namespace {
@@ -161,3 +164,5 @@ TEST(Vocab, EmptyVocabularyAndManyTokens) {
   for (int i = 0; i < 20000; i += 997) EXPECT_EQ(v.id("t" + std::to_string(i)), i);
   EXPECT_EQ(v.find("t20000"), -1);
 }
+
+}  // namespace vocab_test

@@ -7,6 +7,9 @@
 
 using namespace eigenformer;
 using namespace eigenformer::text;
+
+namespace wordpiece_test {
+
 using Tokens = std::vector<std::string>;
 
 namespace {
@@ -84,3 +87,5 @@ TEST(WordPiece, Errors) {
   o.continuation_prefix = "";
   EXPECT_THROW_WITH(WordPiece(bert_test_vocab(), o), ValueError, {"continuation_prefix"});
 }
+
+}  // namespace wordpiece_test

@@ -12,6 +12,8 @@
 using namespace eigenformer;
 using namespace eigenformer::text;
 
+namespace wordpiece_trainer_test {
+
 namespace {
 
 // E-mail-like texts: a header block, then sentences drawn from a fixed word list with a Zipf-like bias.
@@ -153,3 +155,5 @@ TEST(WordPieceTrainer, OptionErrors) {
   o.wordpiece.max_input_chars_per_word = 0;
   EXPECT_THROW_WITH(WordPieceTrainer t(o), ValueError, {"max_input_chars_per_word is 0"});
 }
+
+}  // namespace wordpiece_trainer_test

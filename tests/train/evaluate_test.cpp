@@ -9,6 +9,8 @@
 using namespace eigenformer;
 using namespace eigenformer::train;
 
+namespace evaluate_test {
+
 namespace {
 
 /// Logits (B, 2) fixed by the first id of each row: [2, 0] for id 1, [0, 0] otherwise. Records the mode it ran in.
@@ -80,3 +82,5 @@ TEST(PredictProba, SoftmaxOfTheLogitsInEvalMode) {
   EXPECT_FALSE(model.ran_in_training_mode);
   EXPECT_TRUE(model.is_training());
 }
+
+}  // namespace evaluate_test

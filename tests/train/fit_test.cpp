@@ -13,6 +13,8 @@
 using namespace eigenformer;
 using namespace eigenformer::train;
 
+namespace fit_test {
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -330,3 +332,5 @@ TEST(Fit, CosineAndConstantSchedulesSetTheLearningRate) {
   // 4 steps; the last (step index 3) has progress 3/4: lr (1 + cos(3 pi / 4)) / 2.
   EXPECT_NEAR(r.history.back().lr, 1e-2 * (1 + std::cos(3.14159265358979 * 0.75)) / 2, 1e-9);
 }
+
+}  // namespace fit_test

@@ -8,6 +8,8 @@
 using namespace eigenformer;
 using namespace eigenformer::train;
 
+namespace generator_state_test {
+
 namespace {
 
 using Model = nn::EncoderClassifier<double>;
@@ -99,3 +101,5 @@ TEST(GeneratorState, MismatchedStatesThrowAndChangeNothing) {
   EXPECT_TRUE(m.encoder.layers[0].self_attn.attention.gen == expected);
   EXPECT_THROW_WITH(restore_generator_states(m, nlohmann::json::array()), ValueError, {"expected a JSON object"});
 }
+
+}  // namespace generator_state_test

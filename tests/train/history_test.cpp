@@ -12,6 +12,8 @@
 using namespace eigenformer;
 using namespace eigenformer::train;
 
+namespace history_test {
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -118,3 +120,5 @@ TEST(FormatDouble, ShortestExactForm) {
   EXPECT_EQ(train::detail::format_double(std::numeric_limits<double>::quiet_NaN()), "nan");
   EXPECT_EQ(std::stod(train::detail::format_double(2.0 / 3.0)), 2.0 / 3.0);
 }
+
+}  // namespace history_test

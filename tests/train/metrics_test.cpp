@@ -8,6 +8,8 @@
 using namespace eigenformer;
 using namespace eigenformer::train;
 
+namespace metrics_test {
+
 namespace {
 
 Tensor<std::int64_t> ids(std::initializer_list<std::int64_t> v) {
@@ -112,3 +114,5 @@ TEST(ConfusionMatrix, BadInputThrows) {
   EXPECT_THROW_WITH(m.f1(5), ValueError, {"class 5", "out of range"});
   EXPECT_THROW_WITH(accuracy(ids({0, 1}), ids({0, 1, 1})), ShapeError, {"accuracy", "(2)", "(3)"});
 }
+
+}  // namespace metrics_test

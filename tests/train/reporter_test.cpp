@@ -8,6 +8,8 @@
 using namespace eigenformer;
 using namespace eigenformer::train;
 
+namespace reporter_test {
+
 namespace {
 
 StepInfo step(Index batch, Index batches) {
@@ -155,3 +157,5 @@ TEST(IsTerminal, ARegularFileIsNotATerminal) {
   EXPECT_FALSE(is_terminal(f));
   std::fclose(f);
 }
+
+}  // namespace reporter_test

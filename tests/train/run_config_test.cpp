@@ -9,6 +9,8 @@
 using namespace eigenformer;
 using namespace eigenformer::train;
 
+namespace run_config_test {
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -135,3 +137,5 @@ TEST(EncoderClassifierConfig, MissingFieldsKeepDefaultsBadOnesThrow) {
   EXPECT_THROW_WITH(encoder_classifier_options<float>(nlohmann::json::array()), ValueError,
                     {"encoder_classifier_options", "expected a JSON object"});
 }
+
+}  // namespace run_config_test
