@@ -13,6 +13,12 @@ namespace {
 std::atomic<long> g_new_calls{0};
 }  // namespace
 
+// GCC 12 flags the free() in the replacement operator delete as mismatched with operator new once both are inlined
+// into a caller (-Wmismatched-new-delete); they are a matching malloc/free pair.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
 void* operator new(std::size_t n) {
   g_new_calls.fetch_add(1, std::memory_order_relaxed);
   if (void* p = std::malloc(n ? n : 1)) return p;
@@ -20,6 +26,9 @@ void* operator new(std::size_t n) {
 }
 void operator delete(void* p) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 namespace allocation_test {
 

@@ -523,4 +523,21 @@ TEST(TensorStorage, UndefinedTensorHasNoBuffer) {
   EXPECT_TRUE(Tensor<float>::zeros({0}).defined());
 }
 
+TEST(Tensor, DefaultIsOneDimensionalAndEmptyAndDistinctFromAScalar) {
+  const Tensor<float> t;
+  EXPECT_FALSE(t.defined());
+  EXPECT_EQ(t.shape(), (Shape{0}));
+  EXPECT_EQ(t.dim(), 1);
+  EXPECT_EQ(t.size(0), 0);
+  EXPECT_EQ(t.numel(), 0);
+  const Tensor<float> copy = t;
+  EXPECT_EQ(copy.shape(), (Shape{0}));
+  const auto scalar = Tensor<float>::zeros({});
+  EXPECT_EQ(scalar.shape(), Shape{});
+  EXPECT_EQ(scalar.dim(), 0);
+  EXPECT_EQ(scalar.numel(), 1);
+  EXPECT_FALSE(t.equal(scalar));
+  EXPECT_TRUE(t.equal(Tensor<float>::empty({0})));
+}
+
 }  // namespace tensor_test

@@ -107,11 +107,17 @@ class Tensor {
   }
 
   bool defined() const { return data_ != nullptr; }
-  const Shape& shape() const { return shape_; }
+  const Shape& shape() const {
+    if (shape_.empty() && numel_ == 0) {  // the default tensor (see shape_)
+      static const Shape empty_1d{0};
+      return empty_1d;
+    }
+    return shape_;
+  }
   /// Rank (number of dimensions).
-  Index dim() const { return static_cast<Index>(shape_.size()); }
+  Index dim() const { return static_cast<Index>(shape().size()); }
   /// Size of one axis; negative axes count from the end.
-  Index size(Index axis) const { return shape_[detail::normalize_axis("Tensor::size", axis, dim())]; }
+  Index size(Index axis) const { return shape()[detail::normalize_axis("Tensor::size", axis, dim())]; }
   Index numel() const { return numel_; }
   T* data() { return data_.get(); }
   const T* data() const { return data_.get(); }
@@ -135,7 +141,7 @@ class Tensor {
   /// The value of a one-element tensor; throws ShapeError otherwise.
   T item() const {
     if (numel_ != 1)
-      throw ShapeError(detail::concat("Tensor::item: tensor is ", to_string(shape_), ", expected one element"));
+      throw ShapeError(detail::concat("Tensor::item: tensor is ", to_string(shape()), ", expected one element"));
     return data()[0];
   }
 
@@ -146,16 +152,16 @@ class Tensor {
       if (shape[i] == -1 && infer < 0) {
         infer = static_cast<Index>(i);
       } else if (shape[i] < 0) {
-        throw ShapeError(detail::concat("reshape: cannot reshape ", to_string(shape_), " to ", to_string(shape)));
+        throw ShapeError(detail::concat("reshape: cannot reshape ", to_string(this->shape()), " to ", to_string(shape)));
       } else {
         known *= shape[i];
       }
     }
     if (infer >= 0 && known > 0 && numel_ % known == 0) shape[infer] = numel_ / known;
     if (infer >= 0 && shape[infer] == -1)
-      throw ShapeError(detail::concat("reshape: cannot reshape ", to_string(shape_), " to ", to_string(shape)));
+      throw ShapeError(detail::concat("reshape: cannot reshape ", to_string(this->shape()), " to ", to_string(shape)));
     if (eigenformer::numel(shape) != numel_)
-      throw ShapeError(detail::concat("reshape: cannot reshape ", to_string(shape_), " (", numel_,
+      throw ShapeError(detail::concat("reshape: cannot reshape ", to_string(this->shape()), " (", numel_,
                                       " elements) to ", to_string(shape), " (", eigenformer::numel(shape),
                                       " elements)"));
     Tensor t = *this;
@@ -166,7 +172,7 @@ class Tensor {
   /// A deep copy with its own buffer.
   Tensor clone() const {
     if (!defined()) return Tensor();
-    Tensor t = empty(shape_);
+    Tensor t = empty(shape());
     std::copy(data(), data() + numel_, t.data());
     return t;
   }
@@ -174,7 +180,7 @@ class Tensor {
   template <typename U>
   Tensor<U> cast() const {
     if (!defined()) return Tensor<U>();
-    Tensor<U> t = Tensor<U>::empty(shape_);
+    Tensor<U> t = Tensor<U>::empty(shape());
     for (Index i = 0; i < numel_; ++i) t.data()[i] = static_cast<U>(data()[i]);
     return t;
   }
@@ -190,13 +196,13 @@ class Tensor {
   /// operator(), asserted in debug builds).
   MatrixMap matrix(Index b) {
     EIGENFORMER_ASSERT(dim() >= 2);
-    const Index r = shape_[dim() - 2], c = shape_[dim() - 1];
+    const Index r = shape()[dim() - 2], c = shape()[dim() - 1];
     EIGENFORMER_ASSERT(b >= 0 && (b + 1) * r * c <= numel_);
     return MatrixMap(data() + b * r * c, r, c);
   }
   ConstMatrixMap matrix(Index b) const {
     EIGENFORMER_ASSERT(dim() >= 2);
-    const Index r = shape_[dim() - 2], c = shape_[dim() - 1];
+    const Index r = shape()[dim() - 2], c = shape()[dim() - 1];
     EIGENFORMER_ASSERT(b >= 0 && (b + 1) * r * c <= numel_);
     return ConstMatrixMap(data() + b * r * c, r, c);
   }
@@ -228,12 +234,12 @@ class Tensor {
 
   /// True when shapes match and every element is equal.
   bool equal(const Tensor& o) const {
-    return shape_ == o.shape_ && std::equal(data(), data() + numel_, o.data());
+    return shape() == o.shape() && std::equal(data(), data() + numel_, o.data());
   }
   /// True when shapes match and, elementwise, a == b or |a - b| <= atol + rtol * |b| with |a - b| finite
   /// (torch.allclose: equal infinities match, opposite infinities and NaNs never do).
   bool allclose(const Tensor& o, double rtol = 1e-5, double atol = 1e-8) const {
-    if (shape_ != o.shape_) return false;
+    if (shape() != o.shape()) return false;
     for (Index i = 0; i < numel_; ++i) {
       const double a = static_cast<double>(data()[i]), b = static_cast<double>(o.data()[i]);
       const double err = std::abs(a - b);
@@ -243,11 +249,11 @@ class Tensor {
   }
 
  private:
-  Index cols() const { return shape_.empty() ? 1 : shape_.back(); }
+  Index cols() const { return shape().empty() ? 1 : shape().back(); }
   /// Product of the leading dimensions (not numel / cols, which loses them when the last dimension is 0).
   Index rows() const {
     Index r = 1;
-    for (std::size_t i = 0; i + 1 < shape_.size(); ++i) r *= shape_[i];
+    for (std::size_t i = 0; i + 1 < shape().size(); ++i) r *= shape()[i];
     return r;
   }
 
@@ -266,25 +272,26 @@ class Tensor {
   }
 
   void check_same(const char* fn, const Tensor& o) const {
-    if (shape_ != o.shape_)
-      throw ShapeError(detail::concat(fn, ": shapes differ: a is ", to_string(shape_), ", b is ", to_string(o.shape_)));
+    if (shape() != o.shape())
+      throw ShapeError(
+          detail::concat(fn, ": shapes differ: a is ", to_string(shape()), ", b is ", to_string(o.shape())));
   }
   Index offset_unchecked(std::initializer_list<Index> idx) const {
     EIGENFORMER_ASSERT(static_cast<Index>(idx.size()) == dim());
     Index off = 0, k = 0;
-    for (Index i : idx) off = off * shape_[k++] + i;
+    for (Index i : idx) off = off * shape()[k++] + i;
     return off;
   }
   Index offset_checked(const std::vector<Index>& idx) const {
     if (static_cast<Index>(idx.size()) != dim())
       throw ValueError(detail::concat("Tensor::at: got ", idx.size(), " indices for a tensor of shape ",
-                                      to_string(shape_), ", expected ", dim()));
+                                      to_string(shape()), ", expected ", dim()));
     Index off = 0;
     for (std::size_t k = 0; k < idx.size(); ++k) {
-      if (idx[k] < 0 || idx[k] >= shape_[k])
+      if (idx[k] < 0 || idx[k] >= shape()[k])
         throw ValueError(detail::concat("Tensor::at: index ", to_string(idx), " is out of range for shape ",
-                                        to_string(shape_)));
-      off = off * shape_[k] + idx[k];
+                                        to_string(shape())));
+      off = off * shape()[k] + idx[k];
     }
     return off;
   }
@@ -293,7 +300,10 @@ class Tensor {
   static double unit_uniform(Generator& gen) { return static_cast<double>(gen() >> 11) * 0x1.0p-53; }
 
   std::shared_ptr<T> data_;
-  Shape shape_{0};
+  // A default tensor is 1-D with 0 elements. It stores an empty vector (a std::vector of one element would be a heap
+  // allocation for every default-constructed tensor, e.g. each graph node's gradient) and shape() reports {0};
+  // an empty shape_ with numel_ == 1 is a 0-D scalar. Read the shape through shape(), never shape_ directly.
+  Shape shape_;
   Index numel_ = 0;
 };
 
