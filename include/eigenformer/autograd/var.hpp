@@ -101,17 +101,11 @@ class Var {
 
   /// The result of op applied to inputs: it requires grad when recording is on and some input requires grad.
   /// Attach the backward function with on_backward().
-  Var(Tensor<T> value, std::initializer_list<Var> inputs, const char* op = "op")
-      : Var(std::move(value), std::vector<Var>(inputs), op) {}
+  Var(Tensor<T> value, std::initializer_list<Var> inputs, const char* op = "op") : Var(std::move(value), false) {
+    link(inputs.begin(), inputs.end(), op);
+  }
   Var(Tensor<T> value, const std::vector<Var>& inputs, const char* op) : Var(std::move(value), false) {
-    node_->op = op;
-    if (!is_grad_enabled()) return;
-    for (const Var& in : inputs)
-      if (in.defined() && in.requires_grad()) node_->parents.push_back(in.node_);
-    if (!node_->parents.empty()) {
-      node_->requires_grad = true;
-      node_->is_leaf = false;
-    }
+    link(inputs.begin(), inputs.end(), op);
   }
 
   /// Attaches the op's backward: f(dy) accumulates into the inputs with accumulate_grad(). Dropped (with its
@@ -206,6 +200,21 @@ class Var {
   const std::shared_ptr<detail::Node<T>>& node_ptr() const { return node_; }
 
  private:
+  /// Records op and the inputs that require grad as parents (one allocation for the parent list, sized first).
+  template <typename It>
+  void link(It first, It last, const char* op) {
+    node_->op = op;
+    if (!is_grad_enabled()) return;
+    std::size_t count = 0;
+    for (It it = first; it != last; ++it) count += it->defined() && it->requires_grad();
+    if (count == 0) return;
+    node_->parents.reserve(count);
+    for (It it = first; it != last; ++it)
+      if (it->defined() && it->requires_grad()) node_->parents.push_back(it->node_);
+    node_->requires_grad = true;
+    node_->is_leaf = false;
+  }
+
   detail::Node<T>& node() const {
     if (!node_) throw AutogradError("Var: use of an undefined Var");
     return *node_;
