@@ -5,6 +5,7 @@
 #include <limits>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "support/test_support.hpp"
@@ -538,6 +539,29 @@ TEST(Tensor, DefaultIsOneDimensionalAndEmptyAndDistinctFromAScalar) {
   EXPECT_EQ(scalar.numel(), 1);
   EXPECT_FALSE(t.equal(scalar));
   EXPECT_TRUE(t.equal(Tensor<float>::empty({0})));
+}
+
+TEST(TensorStorage, BuffersOutliveTheThreadThatMadeThemAndAnyThreadMayFreeThem) {
+  // Buffer control blocks come from a free list per thread (detail::ControlBlockPool): blocks made on one thread
+  // and freed on another join the second thread's list, and a thread's list is freed when it ends (LSan checks it).
+  std::vector<Tensor<float>> made;
+  std::thread maker([&made] {
+    for (int i = 0; i < 300; ++i) made.push_back(Tensor<float>::full({i % 7 + 1}, static_cast<float>(i)));
+    std::vector<Tensor<float>> scratch(100, Tensor<float>::zeros({3}));  // made and freed here
+  });
+  maker.join();
+  for (int i = 0; i < 300; ++i) {
+    ASSERT_EQ(made[static_cast<std::size_t>(i)].numel(), i % 7 + 1);
+    EXPECT_EQ(made[static_cast<std::size_t>(i)].data()[0], static_cast<float>(i));
+  }
+  std::thread freer([&made] { made.resize(150); });  // half freed on a third thread
+  freer.join();
+  made.clear();  // the rest on this one
+  // More blocks than one list keeps (16384): the surplus goes back to the system.
+  std::vector<Tensor<float>> many;
+  for (int i = 0; i < 20000; ++i) many.push_back(Tensor<float>::zeros({1}));
+  many.clear();
+  EXPECT_EQ(Tensor<float>::ones({2}).data()[1], 1.0f);
 }
 
 }  // namespace tensor_test
