@@ -382,6 +382,35 @@ TEST(Backward, TheGraphFreesItselfAfterBackward) {
   EXPECT_TRUE(y.value().defined());
 }
 
+TEST(Backward, AnIntermediateNobodyHoldsIsFreedBeforeBackwardReachesItsInputs) {
+  // Activations are released as backward walks down the graph, not all at its end: the peak memory of a training
+  // step is then the forward's activations plus the gradients in flight, not both whole sets.
+  Var<double> x = leaf({1, 2});
+  std::weak_ptr<detail::Node<double>> upper, held;
+  bool upper_freed = false, held_freed = true;
+  Var<double> y;
+  Var<double> kept;
+  {
+    Var<double> probe(x.value().clone(), {x}, "probe");
+    probe.on_backward([x, &upper, &held, &upper_freed, &held_freed](const Tensor<double>& dy) {
+      upper_freed = upper.expired();
+      held_freed = held.expired();
+      x.accumulate_grad(dy);
+    });
+    Var<double> h = exp(probe);
+    upper = h.node_ptr();
+    kept = neg(probe);  // a Var the caller keeps: it survives backward with its value
+    held = kept.node_ptr();
+    y = sum_all(add(h, kept));
+  }
+  y.backward();
+  EXPECT_TRUE(upper_freed);
+  EXPECT_FALSE(held_freed);
+  EXPECT_TRUE(kept.value().defined());
+  EXPECT_EQ(kept.value()[1], -2.0);
+  EXPECT_NEAR(x.grad()[0], std::exp(1.0) - 1.0, 1e-12);
+}
+
 TEST(Backward, TheGraphFreesItselfWhenTheOutputIsDropped) {
   Var<double> x = leaf({1, 2});
   std::weak_ptr<detail::Node<double>> inner, output;

@@ -541,6 +541,42 @@ TEST(Tensor, DefaultIsOneDimensionalAndEmptyAndDistinctFromAScalar) {
   EXPECT_TRUE(t.equal(Tensor<float>::empty({0})));
 }
 
+TEST(TensorStorage, TheBufferCacheReusesAnExactClassFirstThenOneUpToTwiceTheSize) {
+  detail::BufferCache cache;  // a private cache: the process-wide one holds other tests' buffers
+  const std::size_t small = detail::BufferCache::size_class(5000), big = detail::BufferCache::size_class(9000);
+  ASSERT_EQ(small, 5120u);
+  ASSERT_EQ(big, 10240u);
+  std::size_t bytes = big;
+  void* b = cache.get(bytes);
+  EXPECT_EQ(bytes, big);
+  cache.put(b, bytes);
+  bytes = small;
+  void* s = cache.get(bytes);  // no 5120-byte buffer cached: the 10240-byte one (at most twice the size) serves
+  EXPECT_EQ(s, b);
+  EXPECT_EQ(bytes, big);        // and must go back under its own class
+  EXPECT_EQ(cache.cached_bytes(), 0u);
+  const std::size_t fresh_before = cache.system_allocations();
+  std::size_t other = small;
+  void* s2 = cache.get(other);  // nothing cached now: a new buffer of the requested class
+  EXPECT_EQ(other, small);
+  EXPECT_EQ(cache.system_allocations(), fresh_before + 1);
+  cache.put(s, bytes);
+  cache.put(s2, other);
+  std::size_t again = small;
+  EXPECT_EQ(cache.get(again), s2);  // the exact class comes first
+  EXPECT_EQ(again, small);
+  cache.put(s2, again);
+  std::size_t tiny = 2048;  // both cached buffers are over twice that: a new buffer is made
+  void* t = cache.get(tiny);
+  EXPECT_NE(t, s);
+  EXPECT_NE(t, s2);
+  EXPECT_EQ(tiny, 2048u);
+  cache.put(t, tiny);
+  EXPECT_EQ(cache.cached_bytes(), small + big + 2048);
+  cache.release();
+  EXPECT_EQ(cache.cached_bytes(), 0u);
+}
+
 TEST(TensorStorage, BuffersOutliveTheThreadThatMadeThemAndAnyThreadMayFreeThem) {
   // Buffer control blocks come from a free list per thread (detail::ControlBlockPool): blocks made on one thread
   // and freed on another join the second thread's list, and a thread's list is freed when it ends (LSan checks it).

@@ -171,9 +171,9 @@ class Var {
     if (node_->freed)
       throw AutogradError(detail::concat("backward: the graph of ", node_->op,
                                  " was already freed by a previous backward; pass retain_graph = true to the first"));
-    const std::vector<std::shared_ptr<detail::Node<T>>> order = topological_order();
+    std::vector<std::shared_ptr<detail::Node<T>>> order = topological_order();
     node_->accumulate(seed.clone());
-    for (const auto& n : order) {  // outputs first
+    for (auto& n : order) {  // outputs first
       if (n->is_leaf) continue;
       if (n->freed)
         throw AutogradError(detail::concat("backward: reached the output of ", n->op,
@@ -192,6 +192,7 @@ class Var {
         n->backward_fn = nullptr;
         n->parents.clear();
         n->freed = true;
+        n.reset();  // its consumers ran and dropped it: unless a Var still holds it, its value is freed now
       }
     }
   }
