@@ -207,6 +207,50 @@ TEST(PackedSelfAttention, FloatValuesAndGradientsMatchTheUnfusedOps) {
   EXPECT_TRUE(a.grad().allclose(b.grad(), 1e-4, 1e-5));
 }
 
+TEST(PackedSelfAttention, RecomputedProbabilitiesGiveTheGradientsOfKeptOnes) {
+  // Without probs_out the forward keeps no (B, H, T, T) probabilities and the backward recomputes them head by
+  // head: the gradients must be those of a forward that kept them, bit for bit, with every mask kind and dropout.
+  const Tensor<float> x = eigenformer::testing::random_tensor({2, 40, 96}, 36);
+  const Tensor<float> dy = eigenformer::testing::random_tensor({2, 40, 32}, 37);
+  AttentionMask<float> m;
+  m.key_padding = Tensor<bool>::zeros({2, 40});
+  for (Index s = 30; s < 40; ++s) m.key_padding(1, s) = true;
+  m.attn_bias = eigenformer::testing::random_tensor({40, 40}, 38);
+  for (bool causal : {false, true})
+    for (float p : {0.0f, 0.3f}) {
+      m.causal = causal;
+      Var<float> a(x.clone(), true), b(x.clone(), true);
+      Generator g1(9), g2(9);
+      AttentionOptions<float> kept, recomputed;
+      kept.dropout = recomputed.dropout = p;
+      kept.gen = &g1;
+      recomputed.gen = &g2;
+      Tensor<float> probs;
+      kept.probs_out = &probs;
+      Var<float> ya = scaled_dot_product_attention_packed(a, 2, m, kept);
+      Var<float> yb = scaled_dot_product_attention_packed(b, 2, m, recomputed);
+      EXPECT_TRUE(probs.defined());
+      EXPECT_TRUE(ya.value().equal(yb.value()));
+      ya.backward(dy);
+      yb.backward(dy);
+      EXPECT_TRUE(a.grad().equal(b.grad())) << "causal " << causal << ", dropout " << p;
+    }
+  // The unpacked form, (B, H, T, D) operands.
+  Var<float> q(eigenformer::testing::random_tensor({2, 2, 40, 16}, 39), true);
+  Var<float> k(eigenformer::testing::random_tensor({2, 2, 40, 16}, 40), true);
+  Var<float> v(eigenformer::testing::random_tensor({2, 2, 40, 16}, 41), true);
+  std::vector<Tensor<float>> grads[2];
+  for (int keep = 0; keep < 2; ++keep) {
+    Tensor<float> probs;
+    AttentionOptions<float> o;
+    if (keep) o.probs_out = &probs;
+    for (const Var<float>* in : {&q, &k, &v}) in->zero_grad();
+    scaled_dot_product_attention(q, k, v, m, o).backward(eigenformer::testing::random_tensor({2, 2, 40, 16}, 42));
+    for (const Var<float>* in : {&q, &k, &v}) grads[keep].push_back(in->grad().clone());
+  }
+  for (std::size_t i = 0; i < 3; ++i) EXPECT_TRUE(grads[0][i].equal(grads[1][i])) << "input " << i;
+}
+
 TEST(PackedSelfAttention, BadShapesAndOptionsThrow) {
   Var<float> qkv(Tensor<float>::zeros({2, 3, 12}));
   EXPECT_THROW_WITH(scaled_dot_product_attention_packed(qkv, 3), ShapeError,

@@ -56,11 +56,11 @@ struct AttentionProblem {
   T scale;
 };
 
-/// Forward of head bh (batch b = bh / H): probs (Tq, S) = softmax(Q K^T * scale + mask), out (Tq, Dv, row stride
-/// ldo) = (probs * keep) V; keep is null without dropout, scratch holds Tq * S values.
+/// The probabilities of head bh (batch b = bh / H): probs (Tq, S) = softmax(Q K^T * scale + mask). The backward
+/// calls it again instead of keeping (B, H, T, S) probabilities from the forward: same calls, same values.
 template <typename T>
-void attention_head_forward(const AttentionProblem<T>& pr, const AttentionMask<T>& mask, Index bh,
-                            const HeadOperands<T>& h, T* probs, const T* keep, T* out, Index ldo, T* scratch) {
+void attention_head_probs(const AttentionProblem<T>& pr, const AttentionMask<T>& mask, Index bh,
+                          const HeadOperands<T>& h, T* probs) {
   using Row = Eigen::Map<Eigen::Array<T, 1, Eigen::Dynamic>>;
   const Index Tq = pr.Tq, S = pr.S, b = bh / pr.H;
   const T neg_inf = -std::numeric_limits<T>::infinity();
@@ -98,6 +98,15 @@ void attention_head_forward(const AttentionProblem<T>& pr, const AttentionMask<T
       row = ((row - mx) * pr.scale).exp();
     row *= T(1) / row.sum();
   }
+}
+
+/// Forward of head bh: probs (Tq, S) as attention_head_probs, out (Tq, Dv, row stride ldo) = (probs * keep) V;
+/// keep is null without dropout, scratch holds Tq * S values.
+template <typename T>
+void attention_head_forward(const AttentionProblem<T>& pr, const AttentionMask<T>& mask, Index bh,
+                            const HeadOperands<T>& h, T* probs, const T* keep, T* out, Index ldo, T* scratch) {
+  const Index Tq = pr.Tq, S = pr.S;
+  attention_head_probs(pr, mask, bh, h, probs);
   const T* weights = probs;
   if (keep) {  // dropout on the probabilities: the weights applied to V are probs * keep
     Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>(scratch, Tq * S) =
@@ -146,6 +155,16 @@ T* attention_scratch(Index n) {
   thread_local std::vector<T> buffer;
   if (static_cast<Index>(buffer.size()) < n) buffer.resize(static_cast<std::size_t>(n));
   return buffer.data();
+}
+
+/// The probabilities of head bh for the backward: the forward's when it kept them (probs defined: the caller asked
+/// for them), else recomputed into `into` (Tq * S values).
+template <typename T>
+const T* attention_backward_probs(const Tensor<T>& probs, const AttentionProblem<T>& pr, const AttentionMask<T>& mask,
+                                  Index bh, const HeadOperands<T>& h, T* into) {
+  if (probs.defined()) return probs.data() + bh * pr.Tq * pr.S;
+  attention_head_probs(pr, mask, bh, h, into);
+  return into;
 }
 
 /// Checks the masks and options of an attention call; throws ShapeError or ValueError naming the function.
@@ -205,40 +224,45 @@ Var<T> scaled_dot_product_attention(const Var<T>& q, const Var<T>& k, const Var<
   const T scale = opt.scale != T(0) ? opt.scale : T(1) / std::sqrt(static_cast<T>(D));
   const Index BH = B * H;
 
-  // probs: (..., T, S) softmax probabilities, cached for backward. keep: the dropout factors, only with dropout.
+  // probs: (..., T, S) softmax probabilities, only when the caller asks for them (the backward recomputes them
+  // head by head, which costs one Q K^T product per head and saves B H T S values per call). keep: the dropout
+  // factors, only with dropout.
   Shape ps = qs;
   ps[rank - 1] = S;
-  Tensor<T> probs = Tensor<T>::empty(ps);
+  Tensor<T> probs = opt.probs_out ? Tensor<T>::empty(ps) : Tensor<T>();
   const Tensor<T> keep = detail::attention_dropout_keep(ps, opt);
   Shape os = qs;
   os[rank - 1] = Dv;
   Tensor<T> out = Tensor<T>::empty(os);
 
-  const detail::AttentionProblem<T> pr{B, H, Tq, S, D, Dv, scale};  // the backward reads masks from probs
+  const detail::AttentionProblem<T> pr{B, H, Tq, S, D, Dv, scale};
   const Tensor<T> qv = q.value(), kv = k.value(), vv = v.value();
   auto operands = [qv, kv, vv, Tq, S, D, Dv](Index bh) {
     return detail::HeadOperands<T>{qv.data() + bh * Tq * D, kv.data() + bh * S * D, vv.data() + bh * S * Dv, D, D, Dv};
   };
   detail::parallel_for(BH, 2.0 * static_cast<double>(Tq * S * (D + Dv)), [&](Index bh) {
-    detail::attention_head_forward(pr, mask, bh, operands(bh), probs.data() + bh * Tq * S,
+    T* scratch = detail::attention_scratch<T>(2 * Tq * S);  // (Tq, S) work, then (Tq, S) probabilities
+    detail::attention_head_forward(pr, mask, bh, operands(bh),
+                                   probs.defined() ? probs.data() + bh * Tq * S : scratch + Tq * S,
                                    keep.defined() ? keep.data() + bh * Tq * S : nullptr, out.data() + bh * Tq * Dv,
-                                   Dv, detail::attention_scratch<T>(Tq * S));
+                                   Dv, scratch);
   });
   if (opt.probs_out) *opt.probs_out = probs;
 
   Var<T> y(out, {q, k, v}, "scaled_dot_product_attention");
-  y.on_backward([q, k, v, probs, keep, pr, operands](const Tensor<T>& dy) {
+  y.on_backward([q, k, v, probs, keep, mask, pr, operands](const Tensor<T>& dy) {
     const Index Tq = pr.Tq, S = pr.S, D = pr.D, Dv = pr.Dv;
     Tensor<T> dq = q.requires_grad() ? Tensor<T>::empty(q.shape()) : Tensor<T>();
     Tensor<T> dk = k.requires_grad() ? Tensor<T>::empty(k.shape()) : Tensor<T>();
     Tensor<T> dv = v.requires_grad() ? Tensor<T>::empty(v.shape()) : Tensor<T>();
-    detail::parallel_for(pr.B * pr.H, 4.0 * static_cast<double>(Tq * S * (D + Dv)), [&](Index bh) {
-      detail::attention_head_backward(pr, operands(bh), probs.data() + bh * Tq * S,
+    detail::parallel_for(pr.B * pr.H, 5.0 * static_cast<double>(Tq * S * (D + Dv)), [&](Index bh) {
+      T* scratch = detail::attention_scratch<T>(2 * Tq * S);
+      const detail::HeadOperands<T> h = operands(bh);
+      detail::attention_head_backward(pr, h, detail::attention_backward_probs(probs, pr, mask, bh, h, scratch + Tq * S),
                                       keep.defined() ? keep.data() + bh * Tq * S : nullptr, dy.data() + bh * Tq * Dv,
                                       Dv, dq.defined() ? dq.data() + bh * Tq * D : nullptr, D,
                                       dk.defined() ? dk.data() + bh * S * D : nullptr, D,
-                                      dv.defined() ? dv.data() + bh * S * Dv : nullptr, Dv,
-                                      detail::attention_scratch<T>(Tq * S));
+                                      dv.defined() ? dv.data() + bh * S * Dv : nullptr, Dv, scratch);
     });
     if (dq.defined()) q.accumulate_grad(std::move(dq));
     if (dk.defined()) k.accumulate_grad(std::move(dk));
@@ -263,8 +287,9 @@ Var<T> scaled_dot_product_attention_packed(const Var<T>& qkv, Index num_heads, c
   detail::check_attention_mask_and_options(fn, B, Tn, Tn, mask, opt);
   const T scale = opt.scale != T(0) ? opt.scale : T(1) / std::sqrt(static_cast<T>(D));
 
-  Tensor<T> probs = Tensor<T>::empty({B, H, Tn, Tn});  // cached for backward
-  const Tensor<T> keep = detail::attention_dropout_keep(probs.shape(), opt);
+  const Shape ps{B, H, Tn, Tn};
+  Tensor<T> probs = opt.probs_out ? Tensor<T>::empty(ps) : Tensor<T>();  // only when asked: the backward recomputes
+  const Tensor<T> keep = detail::attention_dropout_keep(ps, opt);
   Tensor<T> out = Tensor<T>::empty({B, Tn, C});
 
   const detail::AttentionProblem<T> pr{B, H, Tn, Tn, D, D, scale};
@@ -275,24 +300,26 @@ Var<T> scaled_dot_product_attention_packed(const Var<T>& qkv, Index num_heads, c
     return detail::HeadOperands<T>{base, base + C, base + 2 * C, 3 * C, 3 * C, 3 * C};
   };
   detail::parallel_for(B * H, 4.0 * static_cast<double>(Tn * Tn * D), [&](Index bh) {
-    detail::attention_head_forward(pr, mask, bh, operands(bh), probs.data() + bh * Tn * Tn,
+    T* scratch = detail::attention_scratch<T>(2 * Tn * Tn);  // (T, T) work, then (T, T) probabilities
+    detail::attention_head_forward(pr, mask, bh, operands(bh),
+                                   probs.defined() ? probs.data() + bh * Tn * Tn : scratch + Tn * Tn,
                                    keep.defined() ? keep.data() + bh * Tn * Tn : nullptr,
-                                   out.data() + (bh / H) * Tn * C + (bh % H) * D, C,
-                                   detail::attention_scratch<T>(Tn * Tn));
+                                   out.data() + (bh / H) * Tn * C + (bh % H) * D, C, scratch);
   });
   if (opt.probs_out) *opt.probs_out = probs;
 
   Var<T> y(out, {qkv}, fn);
-  y.on_backward([qkv, probs, keep, pr, operands](const Tensor<T>& dy) {
+  y.on_backward([qkv, probs, keep, mask, pr, operands](const Tensor<T>& dy) {
     const Index Tn = pr.Tq, H = pr.H, D = pr.D, C = H * D;
     Tensor<T> dqkv = Tensor<T>::empty(qkv.shape());  // every element written once: dq, dk and dv blocks
-    detail::parallel_for(pr.B * H, 8.0 * static_cast<double>(Tn * Tn * D), [&](Index bh) {
+    detail::parallel_for(pr.B * H, 10.0 * static_cast<double>(Tn * Tn * D), [&](Index bh) {
       const Index offset = (bh / H) * Tn * 3 * C + (bh % H) * D;
-      detail::attention_head_backward(pr, operands(bh), probs.data() + bh * Tn * Tn,
+      T* scratch = detail::attention_scratch<T>(2 * Tn * Tn);
+      const detail::HeadOperands<T> h = operands(bh);
+      detail::attention_head_backward(pr, h, detail::attention_backward_probs(probs, pr, mask, bh, h, scratch + Tn * Tn),
                                       keep.defined() ? keep.data() + bh * Tn * Tn : nullptr,
                                       dy.data() + (bh / H) * Tn * C + (bh % H) * D, C, dqkv.data() + offset, 3 * C,
-                                      dqkv.data() + offset + C, 3 * C, dqkv.data() + offset + 2 * C, 3 * C,
-                                      detail::attention_scratch<T>(Tn * Tn));
+                                      dqkv.data() + offset + C, 3 * C, dqkv.data() + offset + 2 * C, 3 * C, scratch);
     });
     qkv.accumulate_grad(std::move(dqkv));
   });
