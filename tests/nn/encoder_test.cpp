@@ -40,6 +40,44 @@ TEST(EncoderBlock, PostNormAndPreNormPassGradcheck) {
     }
 }
 
+TEST(EncoderBlock, FusedResidualProjectionsEqualTheSublayersPlusAdd) {
+  // Without dropout the block adds each residual inside the sublayer's last GEMM (forward_add); the result and every
+  // gradient must be those of add(x, sublayer(x)) written out with the same modules.
+  for (bool norm_first : {false, true}) {
+    Generator gen(5);
+    nn::EncoderBlock<float> block({32, 4, 64, 0.0f, nn::Activation::relu, 1e-5f, true, norm_first}, gen);
+    Var<float> x(eigenformer::testing::random_tensor({3, 20, 32}, 6), true);
+    const Tensor<float> dy = eigenformer::testing::random_tensor({3, 20, 32}, 7);
+    AttentionMask<float> m;
+    m.key_padding = Tensor<bool>::zeros({3, 20});
+    m.key_padding(2, 19) = true;
+    Var<float> fused = block.forward(x, m);
+    fused.backward(dy);
+    std::vector<Tensor<float>> grads{x.grad().clone()};
+    x.zero_grad();
+    for (auto& [name, p] : block.named_parameters()) {
+      grads.push_back(p.grad().clone());
+      p.zero_grad();
+    }
+    auto sa = [&](const Var<float>& h) { return block.self_attn.forward(h, m).output; };
+    auto ff = [&](const Var<float>& h) { return block.ff.forward(h); };
+    Var<float> ref;
+    if (norm_first) {
+      const Var<float> h = add(x, sa(block.norm1.forward(x)));
+      ref = add(h, ff(block.norm2.forward(h)));
+    } else {
+      const Var<float> h = block.norm1.forward(add(x, sa(x)));
+      ref = block.norm2.forward(add(h, ff(h)));
+    }
+    ref.backward(dy);
+    EXPECT_TRUE(fused.value().allclose(ref.value(), 1e-5, 1e-6)) << "norm_first " << norm_first;
+    EXPECT_TRUE(grads[0].allclose(x.grad(), 1e-4, 1e-5));
+    std::size_t i = 1;
+    for (auto& [name, p] : block.named_parameters())
+      EXPECT_TRUE(grads[i++].allclose(p.grad(), 1e-4, 1e-5)) << name << ", norm_first " << norm_first;
+  }
+}
+
 TEST(EncoderBlock, BatchFirstFalseTakesTimeMajorInput) {
   Generator g1(3), g2(3);
   nn::EncoderBlock<double> bf({4, 2, 8, 0.0}, g1);

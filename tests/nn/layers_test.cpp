@@ -85,8 +85,11 @@ TEST(Dropout, ActiveInTrainingIdentityInEval) {
   }
   EXPECT_GT(zeros, 400);
   EXPECT_LT(zeros, 600);
+  EXPECT_TRUE(drop.active());
   drop.eval();
   EXPECT_FALSE(drop.is_training());
+  EXPECT_FALSE(drop.active());
+  EXPECT_FALSE(nn::Dropout<float>({0.0f}).active());  // training, but p = 0
   EXPECT_TRUE(drop.forward(x).value().equal(x.value()));
   EXPECT_THROW_WITH(nn::Dropout<float>({1.5f}), ValueError, {"Dropout", "1.5"});
 }

@@ -1,6 +1,7 @@
 #include "eigenformer/ops/linear.hpp"
 
 #include "eigenformer/ops/activation.hpp"
+#include "eigenformer/ops/elementwise.hpp"
 
 #include "support/test_support.hpp"
 
@@ -132,6 +133,50 @@ TEST(LinearRelu, PassesGradcheckAndMatchesReluOfLinear) {
   EXPECT_TRUE(gw.allclose(w.grad(), 1e-5, 1e-5));
   EXPECT_TRUE(gb.allclose(b.grad(), 1e-5, 1e-5));
   EXPECT_THROW_WITH(linear_relu(x, Var<float>(Tensor<float>::zeros({3, 4}))), ShapeError, {"linear_relu", "(37, 45)"});
+}
+
+TEST(LinearResidual, PassesGradcheckAndMatchesAddOfLinear) {
+  std::uint64_t seed = 60;
+  for (const auto& [xs, out] : std::vector<std::pair<Shape, Index>>{{{1, 1}, 1}, {{2, 3, 4}, 5}, {{7, 17}, 19}}) {
+    Var<double> x = random_var(xs, seed++), w = random_var({out, xs.back()}, seed++), b = random_var({out}, seed++);
+    Shape rs = xs;
+    rs.back() = out;
+    Var<double> r = random_var(rs, seed++);
+    EXPECT_GRADCHECK([](const Inputs& v) { return linear_residual(v[0], v[1], v[2], v[3]); }, Inputs{x, w, b, r});
+    EXPECT_GRADCHECK([](const Inputs& v) { return linear_residual(v[0], v[1], Var<double>(), v[2]); },
+                     Inputs{x, w, r});
+  }
+  // The same Var as input and residual (a sublayer's skip connection): both paths reach its gradient.
+  EXPECT_GRADCHECK([](const Inputs& v) { return linear_residual(v[0], v[1], v[2], v[0]); },
+                   Inputs{random_var({3, 6}, 70), random_var({6, 6}, 71), random_var({6}, 72)});
+  // Float, through the packed kernel or the BLAS where the build has them: add(residual, linear) to rounding.
+  Var<float> x(eigenformer::testing::random_tensor({2, 37, 45}, 73), true);
+  Var<float> w(eigenformer::testing::random_tensor({70, 45}, 74), true);
+  Var<float> b(eigenformer::testing::random_tensor({70}, 75), true);
+  Var<float> r(eigenformer::testing::random_tensor({2, 37, 70}, 76), true);
+  const Tensor<float> r_before = r.value().clone();
+  const Tensor<float> dy = eigenformer::testing::random_tensor({2, 37, 70}, 77);
+  Var<float> fused = linear_residual(x, w, b, r);
+  EXPECT_STREQ(fused.op_name(), "linear_residual");
+  EXPECT_TRUE(r.value().equal(r_before));  // the residual is copied, not written
+  fused.backward(dy);
+  std::vector<Tensor<float>> grads;
+  for (const Var<float>* p : {&x, &w, &b, &r}) {
+    grads.push_back(p->grad().clone());
+    p->zero_grad();
+  }
+  Var<float> ref = add(r, linear(x, w, b));
+  ref.backward(dy);
+  EXPECT_TRUE(fused.value().allclose(ref.value(), 1e-6, 1e-6));
+  EXPECT_TRUE(grads[0].allclose(x.grad(), 1e-5, 1e-5));
+  EXPECT_TRUE(grads[1].allclose(w.grad(), 1e-5, 1e-5));
+  EXPECT_TRUE(grads[2].allclose(b.grad(), 1e-5, 1e-5));
+  EXPECT_TRUE(grads[3].equal(dy));  // the residual's gradient is the output's, unchanged
+  EXPECT_THROW_WITH(linear_residual(x, w, b, Var<float>(Tensor<float>::zeros({2, 37, 69}))), ShapeError,
+                    {"linear_residual", "residual", "(2, 37, 69)", "(2, 37, 70)"});
+  EXPECT_THROW_WITH(linear_residual(x, w, b, Var<float>()), ValueError, {"linear_residual", "residual"});
+  EXPECT_THROW_WITH(linear_residual(x, Var<float>(Tensor<float>::zeros({3, 4})), b, r), ShapeError,
+                    {"linear_residual", "(2, 37, 45)"});
 }
 
 }  // namespace linear_test

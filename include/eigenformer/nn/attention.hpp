@@ -101,6 +101,16 @@ struct MultiHeadAttention : Module<MultiHeadAttention<T>, T> {
     return finish(heads, probs, need_weights, average_attn_weights);
   }
 
+  /// residual + forward(x, mask).output, with the add done by the output projection's GEMM (linear_residual): the
+  /// projection's own output is never stored. residual has x's shape. EncoderBlock uses it when its dropout after
+  /// attention is off.
+  Var<T> forward_add(const Var<T>& x, const Var<T>& residual, const AttentionMask<T>& mask = {}) {
+    check_input("x", x);
+    const Var<T> heads = attention.forward_packed(linear(x, in_proj_weight, in_proj_bias), options.num_heads, mask,
+                                                  nullptr);  // (B, T, C)
+    return linear_residual(heads, out_proj.weight, out_proj.bias, residual);
+  }
+
   /// Attention of query (B, T, C) over key and value (B, S, C), with the packed projection split in three.
   Result forward(const Var<T>& query, const Var<T>& key, const Var<T>& value, const AttentionMask<T>& mask = {},
                  bool need_weights = false, bool average_attn_weights = true) {

@@ -24,6 +24,8 @@ struct Dropout : Module<Dropout<T>, T> {
   }
 
   Var<T> forward(const Var<T>& x) { return dropout(x, options.p, this->is_training(), gen); }
+  /// Whether forward changes its input (training mode and p > 0).
+  bool active() const { return this->is_training() && options.p > T(0); }
 
   template <typename F>
   void visit_parameters(F&&) {}

@@ -77,14 +77,22 @@ struct EncoderBlock : Module<EncoderBlock<T>, T> {
     if (x.dim() != 3 || x.size(2) != options.d_model)
       throw ShapeError(eigenformer::detail::concat("EncoderBlock: x is ", to_string(x.shape()), ", expected (B, T, ",
                                                    options.d_model, ")"));
-    auto sa = [&](const Var<T>& h) { return dropout1.forward(self_attn.forward(h, mask).output); };
-    auto ffb = [&](const Var<T>& h) { return dropout2.forward(ff.forward(h)); };
+    // residual + sublayer(h): without dropout after the sublayer, its last projection adds the residual in its own
+    // GEMM (no separate add, and the projection's output is not kept for the backward).
+    auto sa = [&](const Var<T>& h, const Var<T>& residual) {
+      if (!dropout1.active()) return self_attn.forward_add(h, residual, mask);
+      return add(residual, dropout1.forward(self_attn.forward(h, mask).output));
+    };
+    auto ffb = [&](const Var<T>& h, const Var<T>& residual) {
+      if (!dropout2.active()) return ff.forward_add(h, residual);
+      return add(residual, dropout2.forward(ff.forward(h)));
+    };
     if (options.norm_first) {
-      const Var<T> h = add(x, sa(norm1.forward(x)));
-      return add(h, ffb(norm2.forward(h)));
+      const Var<T> h = sa(norm1.forward(x), x);
+      return ffb(norm2.forward(h), h);
     }
-    const Var<T> h = norm1.forward(add(x, sa(x)));
-    return norm2.forward(add(h, ffb(h)));
+    const Var<T> h = norm1.forward(sa(x, x));
+    return norm2.forward(ffb(h, h));
   }
 };
 

@@ -39,12 +39,12 @@ struct FeedForward : Module<FeedForward<T>, T> {
     linear2 = Linear<T>({o.dim_feedforward, o.d_model, true}, gen);
   }
 
-  Var<T> forward(const Var<T>& x) {
-    // relu runs inside linear1's GEMM (linear_relu): one pass less over the (rows, dim_feedforward) activations.
-    const Var<T> h = options.activation == Activation::relu
-                         ? linear_relu(x, linear1.weight, linear1.bias)
-                         : activate(linear1.forward(x), options.activation);
-    return linear2.forward(dropout.forward(h));
+  Var<T> forward(const Var<T>& x) { return linear2.forward(dropout.forward(hidden(x))); }
+
+  /// residual + forward(x), with the add done by linear2's GEMM (linear_residual): linear2's own output is never
+  /// stored. residual has x's shape.
+  Var<T> forward_add(const Var<T>& x, const Var<T>& residual) {
+    return linear_residual(dropout.forward(hidden(x)), linear2.weight, linear2.bias, residual);
   }
 
   template <typename F>
@@ -58,6 +58,14 @@ struct FeedForward : Module<FeedForward<T>, T> {
   Linear<T> linear1;  // (dim_feedforward, d_model)
   Dropout<T> dropout;
   Linear<T> linear2;  // (d_model, dim_feedforward)
+
+ private:
+  /// activation(linear1(x)), (..., dim_feedforward). relu runs inside linear1's GEMM (linear_relu): one pass less
+  /// over the (rows, dim_feedforward) activations.
+  Var<T> hidden(const Var<T>& x) {
+    return options.activation == Activation::relu ? linear_relu(x, linear1.weight, linear1.bias)
+                                                  : activate(linear1.forward(x), options.activation);
+  }
 };
 
 }  // namespace eigenformer::nn

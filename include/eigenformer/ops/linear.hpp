@@ -1,7 +1,9 @@
-// Affine map y = x W^T + b over the last axis, one GEMM on the (rows, in) view (torch.nn.functional.linear), and
-// the same map fused with relu (the first half of a transformer feed-forward block).
+// Affine map y = x W^T + b over the last axis, one GEMM on the (rows, in) view (torch.nn.functional.linear), the
+// same map fused with relu (the first half of a transformer feed-forward block), and with a residual added in the
+// same GEMM (a transformer sublayer's last projection and its skip connection).
 #pragma once
 
+#include <algorithm>
 #include <utility>
 
 #include "eigenformer/autograd/var.hpp"
@@ -11,9 +13,11 @@
 namespace eigenformer {
 namespace detail {
 
-/// x W^T + b, then relu when asked; `fn` names the op in messages and in the graph.
+/// x W^T + b, then relu when asked, or plus residual when it is defined (not both); `fn` names the op in messages
+/// and in the graph.
 template <typename T>
-Var<T> linear_op(const char* fn, const Var<T>& x, const Var<T>& weight, const Var<T>& bias, bool relu) {
+Var<T> linear_op(const char* fn, const Var<T>& x, const Var<T>& weight, const Var<T>& bias, bool relu,
+                 const Var<T>& residual = Var<T>()) {
   const Shape& sx = x.shape();
   const Shape& sw = weight.shape();
   if (sw.size() != 2)
@@ -29,19 +33,24 @@ Var<T> linear_op(const char* fn, const Var<T>& x, const Var<T>& weight, const Va
   Shape out_shape = sx;
   out_shape.back() = out_features;
   const Index rows = numel(Shape(sx.begin(), sx.end() - 1));  // every leading dimension
-  Tensor<T> y = Tensor<T>::empty(out_shape);                   // (rows, out)
-  // One GEMM over the (rows, in) view; the bias add and relu happen in its store.
+  if (residual.defined() && residual.shape() != out_shape)
+    throw ShapeError(concat(fn, ": residual is ", to_string(residual.shape()), ", expected the output's shape ",
+                            to_string(out_shape)));
+  Tensor<T> y = Tensor<T>::empty(out_shape);  // (rows, out)
+  if (residual.defined()) std::copy_n(residual.value().data(), y.numel(), y.data());
+  // One GEMM over the (rows, in) view; the bias add and relu happen in its store, the residual is what it adds to.
   GemmEpilogue<T> epilogue;
   epilogue.bias = bias.defined() ? bias.value().data() : nullptr;
   epilogue.relu = relu;
   gemm(rows, out_features, in, x.value().data(), in, false, weight.value().data(), in, true, y.data(), out_features,
-       false, epilogue);
+       residual.defined(), epilogue);
 
-  Var<T> result(y, {x, weight, bias}, fn);
+  Var<T> result(y, {x, weight, bias, residual}, fn);
   // relu's derivative reads the output (y > 0 exactly where the pre-activation is): the pre-activation is not kept.
   const Tensor<T> saved_y = relu ? y : Tensor<T>();
-  result.on_backward([x, weight, bias, rows, saved_y](const Tensor<T>& dy) {
+  result.on_backward([x, weight, bias, residual, rows, saved_y](const Tensor<T>& dy) {
     const Index out_features = weight.shape()[0], in = weight.shape()[1];
+    if (residual.defined() && residual.requires_grad()) residual.accumulate_grad(dy);  // shared, never written
     Tensor<T> dz = dy;  // (rows, out): the gradient before the activation
     if (saved_y.defined()) {
       dz = Tensor<T>::empty(dy.shape());
@@ -88,6 +97,15 @@ Var<T> linear(const Var<T>& x, const Var<T>& weight, const Var<T>& bias = Var<T>
 template <typename T>
 Var<T> linear_relu(const Var<T>& x, const Var<T>& weight, const Var<T>& bias = Var<T>()) {
   return detail::linear_op("linear_relu", x, weight, bias, true);
+}
+
+/// residual + x W^T + b in one op: the GEMM adds its product to a copy of residual, so the projection's own output
+/// is never stored (nor kept by the graph), and no separate add pass runs. residual has the output's shape; the
+/// other arguments are linear()'s. Equals add(residual, linear(x, weight, bias)) up to rounding order.
+template <typename T>
+Var<T> linear_residual(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, const Var<T>& residual) {
+  if (!residual.defined()) throw ValueError("linear_residual: residual is undefined, expected a tensor");
+  return detail::linear_op("linear_residual", x, weight, bias, false, residual);
 }
 
 }  // namespace eigenformer
