@@ -177,6 +177,25 @@ TEST(Gemm, LargeProductIsTheSameOnOneAndTwoThreads) {
 }
 #endif
 
+TEST(Gemm, SetNumThreadsAlsoSetsTheBlasThreads) {
+  // In a BLAS build, one-thread products go to OpenBLAS: set_num_threads(1) must make them one-thread products,
+  // whatever OPENBLAS_NUM_THREADS or OMP_NUM_THREADS said.
+  const int saved = num_threads();
+  set_num_threads(1);
+  const int one = detail::blas_num_threads();
+  set_num_threads(2);
+  const int two = detail::blas_num_threads();
+  set_num_threads(saved);
+#ifdef EIGENFORMER_OPENBLAS_THREADS
+  if (one == 0) GTEST_SKIP() << "the BLAS linked is not OpenBLAS";
+  EXPECT_EQ(one, 1);
+  EXPECT_EQ(two, 2);
+#else
+  EXPECT_EQ(one, 0);  // no BLAS to ask
+  EXPECT_EQ(two, 0);
+#endif
+}
+
 TEST(Gemm, LargeProductMatchesReference) {
   // Large enough for the BLAS (in BLAS builds) and for threads.
   const Case c{301, 203, 600, false, true, false, true, true, 0};

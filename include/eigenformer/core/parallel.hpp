@@ -21,13 +21,36 @@ inline int num_threads() {
 #endif
 }
 
-/// Sets the threads that parallel kernels and Eigen's GEMM use (no effect without OpenMP).
-inline void set_num_threads(int n) {
-#ifdef _OPENMP
-  omp_set_num_threads(n < 1 ? 1 : n);
-#else
-  (void)n;
+namespace detail {
+// OpenBLAS's thread-count calls, declared weak: a program linked with OpenBLAS gets them, one built with
+// EIGEN_USE_BLAS on another BLAS links without them (null here).
+#if defined(EIGEN_USE_BLAS) && (defined(__GNUC__) || defined(__clang__)) && defined(__ELF__)
+#define EIGENFORMER_OPENBLAS_THREADS 1
+extern "C" void openblas_set_num_threads(int) __attribute__((weak));
+extern "C" int openblas_get_num_threads(void) __attribute__((weak));
 #endif
+
+/// The BLAS's own thread count (OpenBLAS), or 0 when there is none to ask.
+inline int blas_num_threads() {
+#ifdef EIGENFORMER_OPENBLAS_THREADS
+  if (openblas_get_num_threads) return openblas_get_num_threads();
+#endif
+  return 0;
+}
+}  // namespace detail
+
+/// Sets the threads that parallel kernels and matrix products use: OpenMP's, and in BLAS builds OpenBLAS's own
+/// (whose threads otherwise follow OPENBLAS_NUM_THREADS or OMP_NUM_THREADS from the environment, or take every
+/// core). No effect without OpenMP and a BLAS.
+inline void set_num_threads(int n) {
+  n = n < 1 ? 1 : n;
+#ifdef _OPENMP
+  omp_set_num_threads(n);
+#endif
+#ifdef EIGENFORMER_OPENBLAS_THREADS
+  if (detail::openblas_set_num_threads) detail::openblas_set_num_threads(n);
+#endif
+  (void)n;
 }
 
 namespace detail {
