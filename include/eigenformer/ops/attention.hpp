@@ -14,7 +14,9 @@
 
 namespace eigenformer {
 
-/// Which (query, key) pairs attention may not use. Every member is optional (undefined = absent).
+/// Which (query, key) pairs attention may not use. Every member is optional (undefined = absent). The backward
+/// reads the masks again (it recomputes the probabilities): do not change a mask's values in place between a
+/// forward and its backward.
 template <typename T>
 struct AttentionMask {
   Tensor<bool> key_padding;  // (B, S): true = this key is padding, ignored by every query
