@@ -198,6 +198,84 @@ TEST(Adam, StateNamesFollowTorchsStateKeys) {
                                       "layer.bias.max_exp_avg_sq"}));
 }
 
+TEST(Adam, LargeParametersAreUpdatedInBlocksOnEveryThreadAsOneElementAtATime) {
+  // 100003 elements: split across threads and into blocks, with a partial last block. Every variant must give the
+  // element-by-element formula (torch's, in its order of operations), and the same bits on one and two threads.
+  const Index n = 100003;
+  const Tensor<float> w0 = eigenformer::testing::random_tensor({n}, 80);
+  std::vector<Tensor<float>> grads;
+  for (std::uint64_t s = 0; s < 3; ++s) grads.push_back(eigenformer::testing::random_tensor({n}, 81 + s));
+  struct Variant {
+    bool amsgrad;
+    float wd;
+    bool decoupled;
+  };
+  for (const Variant var : {Variant{false, 0.0f, false}, Variant{true, 0.1f, false}, Variant{false, 0.05f, true},
+                            Variant{true, 0.05f, true}}) {
+    std::vector<Tensor<float>> results;
+    for (int threads : {1, 2}) {
+      set_num_threads(threads);
+      Var<float> w(w0.clone(), true);
+      NamedParameters<float> params{{"w", w}};
+      auto run = [&](auto& opt) {
+        for (const Tensor<float>& g : grads) {
+          w.grad() = g.clone();
+          opt.step();
+        }
+      };
+      if (var.decoupled) {
+        AdamW<float>::Options o;
+        o.weight_decay = var.wd;
+        o.amsgrad = var.amsgrad;
+        AdamW<float> opt(params, o);
+        run(opt);
+      } else {
+        Adam<float>::Options o;
+        o.weight_decay = var.wd;
+        o.amsgrad = var.amsgrad;
+        Adam<float> opt(params, o);
+        run(opt);
+      }
+      results.push_back(w.value().clone());
+    }
+    set_num_threads(2);
+    EXPECT_TRUE(results[0].equal(results[1])) << "amsgrad " << var.amsgrad << ", weight decay " << var.wd;
+    // The reference, one element at a time in double from the same float inputs.
+    const double lr = 1e-3, b1 = 0.9, b2 = 0.999, eps = 1e-8;
+    double worst = 0;
+    for (Index e = 0; e < n; e += 997) {
+      double w = w0[e], m = 0, v = 0, v_max = 0;
+      for (std::size_t t = 1; t <= grads.size(); ++t) {
+        double g = grads[t - 1][e];
+        if (var.decoupled) w *= 1 - lr * var.wd;
+        else g += var.wd * w;
+        m = b1 * m + (1 - b1) * g;
+        v = b2 * v + (1 - b2) * g * g;
+        v_max = std::max(v_max, v);
+        const double denom = std::sqrt(var.amsgrad ? v_max : v) / std::sqrt(1 - std::pow(b2, double(t))) + eps;
+        w -= lr / (1 - std::pow(b1, double(t))) * m / denom;
+      }
+      worst = std::max(worst, std::abs(w - double(results[1][e])));
+    }
+    EXPECT_LT(worst, 1e-6) << "amsgrad " << var.amsgrad << ", weight decay " << var.wd;
+  }
+}
+
+TEST(Adam, ANonFiniteGradientDeepInALargeParameterChangesNothing) {
+  set_num_threads(2);
+  const Index n = 200000;
+  Var<float> w(eigenformer::testing::random_tensor({n}, 90), true);
+  const Tensor<float> before = w.value().clone();
+  Adam<float> opt({{"big", w}});
+  w.grad() = Tensor<float>::full({n}, 1e-3f);
+  w.grad()[n - 5] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_THROW_WITH(opt.step(), ValueError, {"Adam::step", "'big'", "element 199995", "not finite"});
+  EXPECT_TRUE(w.value().equal(before));
+  w.grad()[n - 5] = 1e-3f;
+  opt.step();
+  EXPECT_FALSE(w.value().equal(before));
+}
+
 TEST(Adam, InvalidOptionsThrowValueErrorNamingTheOptimizerAndOption) {
   TinyProblem<float> pb;
   EXPECT_THROW_WITH(Adam<float>(pb.params(), options<Adam<float>>(-1e-3f, 0)), ValueError, {"Adam", "lr"});

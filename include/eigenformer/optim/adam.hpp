@@ -3,9 +3,11 @@
 // _single_tensor_adamw) in their order of float operations.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
+#include "eigenformer/core/parallel.hpp"
 #include "eigenformer/optim/optimizer.hpp"
 
 namespace eigenformer::optim {
@@ -64,32 +66,46 @@ class BasicAdam : public detail::OptimizerBase<T, AdamOptions<T, Decay>> {
     const T beta2 = static_cast<T>(o.beta2), one_minus_beta2 = static_cast<T>(1.0 - o.beta2);
     const T eps = o.eps, wd = o.weight_decay;
     const T decay = static_cast<T>(1.0 - static_cast<double>(o.lr) * static_cast<double>(wd));
+    using Segment = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
+    using ConstSegment = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
     for (std::size_t i = 0; i < this->size(); ++i) {
       if (!this->updates(i)) continue;
       Var<T>& p = this->param(i);
-      auto w = p.value().array();
-      const Tensor<T>& grad = p.grad();
-      const auto g = grad.array();
-      auto m = this->state(i, 0).array();
-      auto v = this->state(i, 1).array();
-      if (Decay == AdamDecay::Decoupled && wd != 0) w *= decay;
-      // d is the (decayed) gradient as an Eigen expression, evaluated inside and never stored.
-      auto moments = [&](const auto& d) {
-        m = m * beta1 + one_minus_beta1 * d;
-        v = v * beta2 + (one_minus_beta2 * d) * d;  // torch's addcmul_: (value * g) * g
-      };
-      if (Decay == AdamDecay::L2 && wd != 0)
-        moments(g + wd * w);
-      else
-        moments(g);
-      // torch's addcdiv_(m, denom, value=-step_size) is p + (value * m) / denom.
-      if (o.amsgrad) {
-        auto v_max = this->state(i, 2).array();
-        v_max = v_max.max(v);
-        w += (neg_step_size * m) / (v_max.sqrt() / bias_correction2_sqrt + eps);
-      } else {
-        w += (neg_step_size * m) / (v.sqrt() / bias_correction2_sqrt + eps);
-      }
+      T* const pw = p.value().data();
+      const T* const pg = p.grad().data();
+      T* const pm = this->state(i, 0).data();
+      T* const pv = this->state(i, 1).data();
+      T* const pv_max = o.amsgrad ? this->state(i, 2).data() : nullptr;
+      // One pass over the parameter, in blocks that stay in L1 (the moments, then the update, of one block before
+      // the next), split across threads: the step is memory-bound, and three whole-tensor passes on one thread
+      // took 13-18 ms for base-layer's 13.5 M parameters. Per element the operations are those of the
+      // whole-tensor form, in the same order.
+      eigenformer::detail::parallel_chunks(p.numel(), 16.0, [&](Index begin, Index end) {
+        constexpr Index kBlock = 1024;
+        for (Index b = begin; b < end; b += kBlock) {
+          const Index len = std::min(kBlock, end - b);
+          Segment w(pw + b, len), m(pm + b, len), v(pv + b, len);
+          const ConstSegment g(pg + b, len);
+          if (Decay == AdamDecay::Decoupled && wd != 0) w *= decay;
+          // d is the (decayed) gradient as an Eigen expression, evaluated inside and never stored.
+          auto moments = [&](const auto& d) {
+            m = m * beta1 + one_minus_beta1 * d;
+            v = v * beta2 + (one_minus_beta2 * d) * d;  // torch's addcmul_: (value * g) * g
+          };
+          if (Decay == AdamDecay::L2 && wd != 0)
+            moments(g + wd * w);
+          else
+            moments(g);
+          // torch's addcdiv_(m, denom, value=-step_size) is p + (value * m) / denom.
+          if (pv_max) {
+            Segment v_max(pv_max + b, len);
+            v_max = v_max.max(v);
+            w += (neg_step_size * m) / (v_max.sqrt() / bias_correction2_sqrt + eps);
+          } else {
+            w += (neg_step_size * m) / (v.sqrt() / bias_correction2_sqrt + eps);
+          }
+        }
+      });
     }
     this->end_step(done);
   }

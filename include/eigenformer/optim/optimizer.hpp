@@ -2,6 +2,7 @@
 // parameters, their state tensors, the step count, lr, zero_grad, and the all-or-nothing check before an update.
 #pragma once
 
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <map>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "eigenformer/autograd/var.hpp"
+#include "eigenformer/core/parallel.hpp"
 #include "eigenformer/core/error.hpp"
 #include "eigenformer/tensor/tensor.hpp"
 
@@ -123,9 +125,9 @@ class OptimizerBase {
       if (g.shape() != p.shape())
         throw ShapeError(concat(name_, "::step: gradient of '", params_[i].first, "' is ", to_string(g.shape()),
                                 ", parameter is ", to_string(p.shape())));
-      // A finite sum of the elements (one vectorized pass) proves them all finite; only when it is not (a NaN or
-      // Inf, or finite values whose sum overflows) does the exact check run.
-      if (!std::isfinite(static_cast<double>(g.array().sum())) && !g.array().allFinite()) {
+      // Finite sums of the elements (one vectorized pass, split across threads) prove them all finite; only when
+      // one is not (a NaN or Inf, or finite values whose sum overflows) does the exact check run.
+      if (!sums_are_finite(g) && !g.array().allFinite()) {
         Index e = 0;
         while (std::isfinite(static_cast<double>(g[e]))) ++e;
         throw ValueError(concat(name_, "::step: gradient of '", params_[i].first, "' is not finite (element ", e,
@@ -139,6 +141,17 @@ class OptimizerBase {
     }
     return t;
   }
+  /// Whether the sums of consecutive ranges of g's elements are all finite (then every element is).
+  static bool sums_are_finite(const Tensor<T>& g) {
+    std::atomic<bool> finite{true};
+    const T* data = g.data();
+    eigenformer::detail::parallel_chunks(g.numel(), 1.0, [&](Index begin, Index end) {
+      const T sum = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>(data + begin, end - begin).sum();
+      if (!std::isfinite(static_cast<double>(sum))) finite.store(false, std::memory_order_relaxed);
+    });
+    return finite.load(std::memory_order_relaxed);
+  }
+
   /// Records that step t + 1 is complete.
   void end_step(Index t) { step_[0] = static_cast<T>(t + 1); }
 
