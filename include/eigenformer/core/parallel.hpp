@@ -9,6 +9,12 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#if defined(EIGEN_USE_BLAS) && (defined(__unix__) || defined(__APPLE__))
+#include <dlfcn.h>
+
+#include <cstring>
+#define EIGENFORMER_OPENBLAS_THREADS 1
+#endif
 
 namespace eigenformer {
 
@@ -22,18 +28,34 @@ inline int num_threads() {
 }
 
 namespace detail {
-// OpenBLAS's thread-count calls, declared weak: a program linked with OpenBLAS gets them, one built with
-// EIGEN_USE_BLAS on another BLAS links without them (null here).
-#if defined(EIGEN_USE_BLAS) && (defined(__GNUC__) || defined(__clang__)) && defined(__ELF__)
-#define EIGENFORMER_OPENBLAS_THREADS 1
-extern "C" void openblas_set_num_threads(int) __attribute__((weak));
-extern "C" int openblas_get_num_threads(void) __attribute__((weak));
+
+#ifdef EIGENFORMER_OPENBLAS_THREADS
+/// OpenBLAS's thread-count calls, looked up in the running process (null when no OpenBLAS is loaded, e.g. a build
+/// with EIGEN_USE_BLAS on another BLAS). Looked up rather than declared: a declaration of ours (weak, so that
+/// other BLASes link) would also make a caller's own declaration from cblas.h weak.
+struct OpenBlasThreadCalls {
+  void (*set)(int) = nullptr;
+  int (*get)() = nullptr;
+};
+inline const OpenBlasThreadCalls& openblas_thread_calls() {
+  static const OpenBlasThreadCalls calls = [] {
+    OpenBlasThreadCalls c;
+    void* set = dlsym(RTLD_DEFAULT, "openblas_set_num_threads");
+    void* get = dlsym(RTLD_DEFAULT, "openblas_get_num_threads");
+    static_assert(sizeof(c.set) == sizeof(set) && sizeof(c.get) == sizeof(get), "function pointers as wide as void*");
+    std::memcpy(&c.set, &set, sizeof(set));
+    std::memcpy(&c.get, &get, sizeof(get));
+    if (!c.set || !c.get) c = OpenBlasThreadCalls();
+    return c;
+  }();
+  return calls;
+}
 #endif
 
 /// The BLAS's own thread count (OpenBLAS), or 0 when there is none to ask.
 inline int blas_num_threads() {
 #ifdef EIGENFORMER_OPENBLAS_THREADS
-  if (openblas_get_num_threads) return openblas_get_num_threads();
+  if (openblas_thread_calls().get) return openblas_thread_calls().get();
 #endif
   return 0;
 }
@@ -48,7 +70,7 @@ inline void set_num_threads(int n) {
   omp_set_num_threads(n);
 #endif
 #ifdef EIGENFORMER_OPENBLAS_THREADS
-  if (detail::openblas_set_num_threads) detail::openblas_set_num_threads(n);
+  if (detail::openblas_thread_calls().set) detail::openblas_thread_calls().set(n);
 #endif
   (void)n;
 }
