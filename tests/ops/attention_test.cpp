@@ -47,6 +47,23 @@ Tensor<double> naive_attention(const Tensor<double>& q, const Tensor<double>& k,
   return out;
 }
 
+// Two attention option sets with the same dropout and identically seeded generators (the same dropout masks);
+// the first also asks for the probabilities.
+template <typename T>
+struct TwinOptions {
+  Generator g1, g2;
+  AttentionOptions<T> with_probs, without_probs;
+  Tensor<T> probs;
+  TwinOptions(T dropout, std::uint64_t seed) : g1(seed), g2(seed) {
+    with_probs.dropout = without_probs.dropout = dropout;
+    with_probs.gen = &g1;
+    without_probs.gen = &g2;
+    with_probs.probs_out = &probs;
+  }
+  TwinOptions(const TwinOptions&) = delete;
+  TwinOptions& operator=(const TwinOptions&) = delete;
+};
+
 }  // namespace
 
 TEST(ScaledDotProductAttention, MatchesNaiveComputationWithEveryMaskKind) {
@@ -163,18 +180,13 @@ TEST(PackedSelfAttention, EqualsSplitAttendMergeWithMasksAndDropout) {
   for (bool causal : {false, true})
     for (double p : {0.0, 0.25}) {
       m.causal = causal;
-      Generator g1(7), g2(7);
-      AttentionOptions<double> o1, o2;
-      o1.dropout = o2.dropout = p;
-      o1.gen = &g1;
-      o2.gen = &g2;
-      Tensor<double> probs;
-      o1.probs_out = &probs;
-      const Var<double> fused = scaled_dot_product_attention_packed(qkv, 2, m, o1);
+      TwinOptions<double> o(p, 7);
+      const Var<double> fused = scaled_dot_product_attention_packed(qkv, 2, m, o.with_probs);
       EXPECT_EQ(fused.shape(), (Shape{2, 5, 4}));
-      EXPECT_EQ(probs.shape(), (Shape{2, 2, 5, 5}));
-      EXPECT_EQ(probs.at({0, 1, 2, 3}), 0.0);  // padded key
-      EXPECT_TRUE(fused.value().allclose(split_attend_merge(qkv, Index(2), m, o2).value(), 1e-12, 1e-14));
+      EXPECT_EQ(o.probs.shape(), (Shape{2, 2, 5, 5}));
+      EXPECT_EQ(o.probs.at({0, 1, 2, 3}), 0.0);  // padded key
+      EXPECT_TRUE(
+          fused.value().allclose(split_attend_merge(qkv, Index(2), m, o.without_probs).value(), 1e-12, 1e-14));
     }
   m.causal = true;
   EXPECT_GRADCHECK([&](const Inputs& x) { return scaled_dot_product_attention_packed(x[0], 2, m); }, Inputs{qkv});
@@ -220,16 +232,10 @@ TEST(PackedSelfAttention, RecomputedProbabilitiesGiveTheGradientsOfKeptOnes) {
     for (float p : {0.0f, 0.3f}) {
       m.causal = causal;
       Var<float> a(x.clone(), true), b(x.clone(), true);
-      Generator g1(9), g2(9);
-      AttentionOptions<float> kept, recomputed;
-      kept.dropout = recomputed.dropout = p;
-      kept.gen = &g1;
-      recomputed.gen = &g2;
-      Tensor<float> probs;
-      kept.probs_out = &probs;
-      Var<float> ya = scaled_dot_product_attention_packed(a, 2, m, kept);
-      Var<float> yb = scaled_dot_product_attention_packed(b, 2, m, recomputed);
-      EXPECT_TRUE(probs.defined());
+      TwinOptions<float> o(p, 9);  // kept probabilities, recomputed ones
+      Var<float> ya = scaled_dot_product_attention_packed(a, 2, m, o.with_probs);
+      Var<float> yb = scaled_dot_product_attention_packed(b, 2, m, o.without_probs);
+      EXPECT_TRUE(o.probs.defined());
       EXPECT_TRUE(ya.value().equal(yb.value()));
       ya.backward(dy);
       yb.backward(dy);
