@@ -76,6 +76,14 @@ TEST(EncoderBlock, FusedResidualProjectionsEqualTheSublayersPlusAdd) {
     for (auto& [name, p] : block.named_parameters())
       EXPECT_TRUE(grads[i++].allclose(p.grad(), 1e-4, 1e-5)) << name << ", norm_first " << norm_first;
   }
+  Generator gen(8);
+  nn::EncoderBlock<float> block({32, 4, 64, 0.0f}, gen);
+  const Var<float> x(Tensor<float>::zeros({2, 5, 32})), wrong(Tensor<float>::zeros({2, 4, 32}));
+  EXPECT_THROW_WITH(block.self_attn.forward_add(x, wrong), ShapeError,
+                    {"MultiHeadAttention::forward_add", "residual", "(2, 4, 32)", "(2, 5, 32)"});
+  EXPECT_THROW_WITH(block.ff.forward_add(x, wrong), ShapeError,
+                    {"FeedForward::forward_add", "residual", "(2, 4, 32)", "(2, 5, 32)"});
+  EXPECT_THROW_WITH(block.ff.forward_add(x, Var<float>()), ValueError, {"FeedForward::forward_add", "undefined"});
 }
 
 TEST(EncoderBlock, BatchFirstFalseTakesTimeMajorInput) {

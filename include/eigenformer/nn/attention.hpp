@@ -106,6 +106,7 @@ struct MultiHeadAttention : Module<MultiHeadAttention<T>, T> {
   /// attention is off.
   Var<T> forward_add(const Var<T>& x, const Var<T>& residual, const AttentionMask<T>& mask = {}) {
     check_input("x", x);
+    detail::check_residual("MultiHeadAttention::forward_add", x, residual);
     const Var<T> heads = attention.forward_packed(linear(x, in_proj_weight, in_proj_bias), options.num_heads, mask,
                                                   nullptr);  // (B, T, C)
     return linear_residual(heads, out_proj.weight, out_proj.bias, residual);

@@ -44,6 +44,7 @@ struct FeedForward : Module<FeedForward<T>, T> {
   /// residual + forward(x), with the add done by linear2's GEMM (linear_residual): linear2's own output is never
   /// stored. residual has x's shape.
   Var<T> forward_add(const Var<T>& x, const Var<T>& residual) {
+    detail::check_residual("FeedForward::forward_add", x, residual);
     return linear_residual(dropout.forward(hidden(x)), linear2.weight, linear2.bias, residual);
   }
 

@@ -28,6 +28,16 @@ inline bool starts_with(const std::string& s, const std::string& prefix) {
   return s.size() >= prefix.size() && s.compare(0, prefix.size(), prefix) == 0;
 }
 
+/// Checks the residual a sublayer's forward_add adds to its output: defined, with the input's shape.
+template <typename T>
+void check_residual(const char* fn, const Var<T>& x, const Var<T>& residual) {
+  if (!residual.defined())
+    throw ValueError(eigenformer::detail::concat(fn, ": residual is undefined, expected a tensor"));
+  if (residual.shape() != x.shape())
+    throw ShapeError(eigenformer::detail::concat(fn, ": residual is ", to_string(residual.shape()),
+                                                 ", expected x's shape ", to_string(x.shape())));
+}
+
 }  // namespace detail
 
 /// CRTP base adding the common module API to Derived (which defines visit_parameters and set_training).

@@ -25,8 +25,8 @@ inline constexpr std::size_t kBufferAlignment = 64;
 /// A thread-safe cache of freed buffers, by size class. Size classes are the multiples of 64 bytes up to 4 KiB,
 /// then four per power of two (at most 25% slack), so that sequences of slightly different lengths share buffers.
 /// A request with no cached buffer of its class takes the smallest cached one of up to twice its size: with exact
-/// classes only, the cache kept every class's own high-water mark at once (the buffers of benchmarks/model_bench's
-/// mini training step took 240 MiB from the system; with the fallback 226 MiB).
+/// classes only, the cache kept every class's own high-water mark at once (in a probe of model_bench's mini
+/// training step at two threads, buffers took 240 MiB from the system; with the fallback 226 MiB).
 class BufferCache {
  public:
   static std::size_t size_class(std::size_t bytes) {
