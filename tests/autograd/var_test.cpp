@@ -4,6 +4,7 @@
 #include <pthread.h>
 #endif
 
+#include <array>
 #include <cmath>
 #include <memory>
 #include <thread>
@@ -119,6 +120,54 @@ TEST(Var, ResultsThatDoNotRequireGradDropTheirBackwardAndItsCaptures) {
   Var<double> z(g.value().clone(), {g}, "probe");
   z.on_backward([sentinel](const Tensor<double>&) {});
   EXPECT_EQ(sentinel.use_count(), 2);  // recorded
+}
+
+TEST(Var, BackwardClosuresOfAnySizeRunOnceAndReleaseTheirCapturesWithTheGraph) {
+  auto sentinel = std::make_shared<int>(0);
+  std::array<double, 1024> big{};  // 8 KiB of captures: more than a pool block holds
+  big[1023] = 3.0;
+  Var<double> x = leaf({1, 2});
+  int small_calls = 0, big_calls = 0;
+  Var<double> y;
+  {
+    Var<double> a(x.value().clone(), {x}, "small");
+    a.on_backward([x, sentinel, &small_calls](const Tensor<double>& dy) {
+      ++small_calls;
+      x.accumulate_grad(dy);
+    });
+    Var<double> b(a.value().clone(), {a}, "big");
+    b.on_backward([a, big, sentinel, &big_calls](const Tensor<double>& dy) {
+      ++big_calls;
+      Tensor<double> g = dy.clone();
+      g.array() *= big[1023];
+      a.accumulate_grad(std::move(g));
+    });
+    y = sum_all(b);
+  }
+  EXPECT_EQ(sentinel.use_count(), 3);
+  y.backward();
+  EXPECT_EQ(small_calls, 1);
+  EXPECT_EQ(big_calls, 1);
+  EXPECT_EQ(x.grad()[0], 3.0);
+  EXPECT_EQ(x.grad()[1], 3.0);
+  EXPECT_EQ(sentinel.use_count(), 1);  // both closures were destroyed as backward freed their nodes
+}
+
+TEST(Var, BackwardFunctionIsAMoveOnlyCallableThatEmptiesOnMoveAndNull) {
+  auto sentinel = std::make_shared<int>(0);
+  double seen = 0;
+  detail::BackwardFunction<double> f([sentinel, &seen](const Tensor<double>& g) { seen = g[0]; });
+  EXPECT_TRUE(static_cast<bool>(f));
+  detail::BackwardFunction<double> g = std::move(f);
+  EXPECT_FALSE(static_cast<bool>(f));  // NOLINT(bugprone-use-after-move): moved-from is empty, as documented
+  g(Tensor<double>::scalar(2.5));
+  EXPECT_EQ(seen, 2.5);
+  EXPECT_EQ(sentinel.use_count(), 2);
+  f = std::move(g);
+  EXPECT_EQ(sentinel.use_count(), 2);
+  f = nullptr;
+  EXPECT_FALSE(static_cast<bool>(f));
+  EXPECT_EQ(sentinel.use_count(), 1);
 }
 
 TEST(Var, SetRequiresGradOnANonLeafThrowsNamingTheOp) {

@@ -1,5 +1,7 @@
 #include "eigenformer/core/shape.hpp"
 
+#include <vector>
+
 #include "support/test_support.hpp"
 
 using namespace eigenformer;
@@ -11,6 +13,15 @@ TEST(Shape, ToStringPrintsParenthesizedCommaSeparatedDims) {
   EXPECT_EQ(to_string(Shape{5}), "(5)");
   EXPECT_EQ(to_string(Shape{2, 3}), "(2, 3)");
   EXPECT_EQ(to_string(Shape{4, 0, 1, 7}), "(4, 0, 1, 7)");
+}
+
+TEST(Shape, ConvertsFromStdVectorAndPrintsLikeIt) {
+  const std::vector<Index> dims = {2, 3, 4};
+  const Shape s(dims.begin(), dims.end());
+  EXPECT_EQ(s, (Shape{2, 3, 4}));
+  EXPECT_EQ(to_string(s), "(2, 3, 4)");
+  EXPECT_EQ(to_string(dims), "(2, 3, 4)");
+  EXPECT_EQ(to_string({5, 6}), "(5, 6)");
 }
 
 TEST(Shape, NumelIsTheProductOfDimsAndOneForAScalar) {

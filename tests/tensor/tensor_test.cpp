@@ -578,8 +578,9 @@ TEST(TensorStorage, TheBufferCacheReusesAnExactClassFirstThenOneUpToTwiceTheSize
 }
 
 TEST(TensorStorage, BuffersOutliveTheThreadThatMadeThemAndAnyThreadMayFreeThem) {
-  // Buffer control blocks come from a free list per thread (detail::ControlBlockPool): blocks made on one thread
-  // and freed on another join the second thread's list, and a thread's list is freed when it ends (LSan checks it).
+  // Buffer control blocks and shapes come from free lists per thread (detail::SmallObjectPool): blocks made on one
+  // thread and freed on another join the second thread's list, and a thread's list is freed when it ends (LSan
+  // checks it).
   std::vector<Tensor<float>> made;
   std::thread maker([&made] {
     for (int i = 0; i < 300; ++i) made.push_back(Tensor<float>::full({i % 7 + 1}, static_cast<float>(i)));

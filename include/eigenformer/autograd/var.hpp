@@ -7,15 +7,16 @@
 #pragma once
 
 #include <algorithm>
-#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "eigenformer/autograd/grad_mode.hpp"
 #include "eigenformer/core/error.hpp"
+#include "eigenformer/core/small_object_pool.hpp"
 #include "eigenformer/tensor/tensor.hpp"
 
 namespace eigenformer {
@@ -27,6 +28,75 @@ namespace detail {
 
 /// One vertex of the graph. Backward functions capture only the op's inputs (and plain tensors), never the
 /// output, so the graph holds no cycles and frees itself when the last Var handle goes.
+/// A node's backward closure: a move-only std::function<void(const Tensor<T>&)> whose captures live in a
+/// SmallObjectPool block (std::function would take most closures, which capture a few tensors, from the system).
+template <typename T>
+class BackwardFunction {
+ public:
+  BackwardFunction() = default;
+  template <typename F, typename = std::enable_if_t<!std::is_same_v<std::decay_t<F>, BackwardFunction>>>
+  BackwardFunction(F&& f) {  // NOLINT: implicit, as std::function's
+    using D = std::decay_t<F>;
+    PoolAllocator<D> alloc;
+    D* p = alloc.allocate(1);
+    try {
+      new (p) D(std::forward<F>(f));
+    } catch (...) {
+      alloc.deallocate(p, 1);
+      throw;
+    }
+    object_ = p;
+    call_ = [](void* o, const Tensor<T>& g) { (*static_cast<D*>(o))(g); };
+    destroy_ = [](void* o) noexcept {
+      D* d = static_cast<D*>(o);
+      d->~D();
+      PoolAllocator<D>().deallocate(d, 1);
+    };
+  }
+  BackwardFunction(BackwardFunction&& o) noexcept : object_(o.object_), call_(o.call_), destroy_(o.destroy_) {
+    o.object_ = nullptr;
+  }
+  BackwardFunction& operator=(BackwardFunction&& o) noexcept {
+    if (this != &o) {
+      reset();
+      std::swap(object_, o.object_);
+      call_ = o.call_;
+      destroy_ = o.destroy_;
+    }
+    return *this;
+  }
+  BackwardFunction& operator=(std::nullptr_t) noexcept {
+    reset();
+    return *this;
+  }
+  BackwardFunction(const BackwardFunction&) = delete;
+  BackwardFunction& operator=(const BackwardFunction&) = delete;
+  ~BackwardFunction() { reset(); }
+
+  explicit operator bool() const noexcept { return object_ != nullptr; }
+  void operator()(const Tensor<T>& g) const { call_(object_, g); }
+
+ private:
+  void reset() noexcept {
+    if (!object_) return;
+    void* o = object_;
+    object_ = nullptr;  // the closure's destructor may free nodes that reach back here: be empty first
+    destroy_(o);
+  }
+
+  void* object_ = nullptr;
+  void (*call_)(void*, const Tensor<T>&) = nullptr;
+  void (*destroy_)(void*) noexcept = nullptr;
+};
+
+template <typename T>
+struct Node;
+template <typename T>
+using NodePtr = std::shared_ptr<Node<T>>;
+/// Lists of nodes (parents, the backward's topological order), with storage from the small-object pool.
+template <typename T>
+using NodeList = std::vector<NodePtr<T>, PoolAllocator<NodePtr<T>>>;
+
 template <typename T>
 struct Node {
   Tensor<T> value;
@@ -36,8 +106,8 @@ struct Node {
   bool freed = false;       // a non-leaf whose backward already ran without retain_graph
   bool visit_mark = false;  // scratch flag of the topological sort
   const char* op = "leaf";
-  std::vector<std::shared_ptr<Node>> parents;  // inputs that require grad
-  std::function<void(const Tensor<T>&)> backward_fn;
+  NodeList<T> parents;  // inputs that require grad
+  BackwardFunction<T> backward_fn;
 
   Node() = default;
   Node(const Node&) = delete;
@@ -46,7 +116,7 @@ struct Node {
   // Destroying a long chain through shared_ptr destructors would recurse once per node; unlink iteratively.
   ~Node() {
     backward_fn = nullptr;
-    std::vector<std::shared_ptr<Node>> stack = std::move(parents);
+    NodeList<T> stack = std::move(parents);
     while (!stack.empty()) {
       std::shared_ptr<Node> p = std::move(stack.back());
       stack.pop_back();
@@ -94,7 +164,8 @@ class Var {
   Var() = default;
 
   /// A leaf holding value.
-  explicit Var(Tensor<T> value, bool requires_grad = false) : node_(std::make_shared<detail::Node<T>>()) {
+  explicit Var(Tensor<T> value, bool requires_grad = false)
+      : node_(std::allocate_shared<detail::Node<T>>(detail::PoolAllocator<detail::Node<T>>())) {
     node_->value = std::move(value);
     node_->requires_grad = requires_grad;
   }
@@ -171,7 +242,7 @@ class Var {
     if (node_->freed)
       throw AutogradError(detail::concat("backward: the graph of ", node_->op,
                                  " was already freed by a previous backward; pass retain_graph = true to the first"));
-    std::vector<std::shared_ptr<detail::Node<T>>> order = topological_order();
+    detail::NodeList<T> order = topological_order();
     node_->accumulate(seed.clone());
     for (auto& n : order) {  // outputs first
       if (n->is_leaf) continue;
@@ -223,10 +294,11 @@ class Var {
 
   /// Nodes reachable from this one through parents, each after all of its consumers (reverse post-order of an
   /// iterative depth-first search).
-  std::vector<std::shared_ptr<detail::Node<T>>> topological_order() const {
+  detail::NodeList<T> topological_order() const {
     // Owning pointers: freeing a node's parents during backward must not destroy nodes still to be visited.
-    std::vector<std::shared_ptr<detail::Node<T>>> post;
-    std::vector<std::pair<std::shared_ptr<detail::Node<T>>, std::size_t>> stack;
+    detail::NodeList<T> post;
+    using Entry = std::pair<detail::NodePtr<T>, std::size_t>;
+    std::vector<Entry, detail::PoolAllocator<Entry>> stack;
     stack.emplace_back(node_, 0);
     node_->visit_mark = true;
     while (!stack.empty()) {

@@ -116,24 +116,45 @@ void parallel_for(Index n, double flops_per_item, F&& f) {
   for (Index i = 0; i < n; ++i) f(i);
 }
 
-/// Calls f(begin, end) on consecutive ranges covering [0, n), in parallel under the same conditions as
-/// parallel_for: for elementwise loops, whose body then vectorizes over the range. Ranges are handed out
-/// dynamically (a few per thread, multiples of 16 items), so a thread the OS delays does not hold the others up.
-template <typename F>
-void parallel_chunks(Index n, double flops_per_item, F&& f) {
-  if (n <= 0) return;
+/// How parallel_chunks splits [0, n): count ranges of size items (the last may be shorter); one range of all n
+/// items when the loop stays serial (see parallel_for), none when n <= 0.
+struct ChunkPlan {
+  Index size = 0, count = 0;
+};
+inline ChunkPlan chunk_plan(Index n, double flops_per_item) {
+  if (n <= 0) return {};
 #ifdef _OPENMP
   if (n > 64 && worth_parallel(flops_per_item * static_cast<double>(n))) {
     const Index parts = 4 * static_cast<Index>(omp_get_max_threads());
     const Index size = ((n + parts - 1) / parts + 15) / 16 * 16;
-    const Index count = (n + size - 1) / size;
-#pragma omp parallel for schedule(dynamic, 1)
-    for (Index c = 0; c < count; ++c) f(c * size, std::min(n, (c + 1) * size));
-    return;
+    return {size, (n + size - 1) / size};
   }
 #endif
   (void)flops_per_item;
-  f(Index(0), n);
+  return {n, 1};
+}
+
+/// Calls f(k, begin, end) for the k-th range of plan over [0, n), in parallel when there is more than one. Ranges
+/// are handed out dynamically, so a thread the OS delays does not hold the others up; k lets a caller keep one
+/// partial result per range and combine them in order afterwards.
+template <typename F>
+void run_chunks(Index n, const ChunkPlan& plan, F&& f) {
+#ifdef _OPENMP
+  if (plan.count > 1) {
+#pragma omp parallel for schedule(dynamic, 1)
+    for (Index k = 0; k < plan.count; ++k) f(k, k * plan.size, std::min(n, (k + 1) * plan.size));
+    return;
+  }
+#endif
+  if (plan.count == 1) f(Index(0), Index(0), n);
+}
+
+/// Calls f(begin, end) on consecutive ranges covering [0, n) (a few per thread, multiples of 16 items), in
+/// parallel under the same conditions as parallel_for: for elementwise loops, whose body then vectorizes over the
+/// range.
+template <typename F>
+void parallel_chunks(Index n, double flops_per_item, F&& f) {
+  run_chunks(n, chunk_plan(n, flops_per_item), [&](Index, Index begin, Index end) { f(begin, end); });
 }
 
 }  // namespace detail

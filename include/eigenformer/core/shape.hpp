@@ -8,14 +8,18 @@
 
 #include "eigenformer/core/config.hpp"
 #include "eigenformer/core/error.hpp"
+#include "eigenformer/core/small_object_pool.hpp"
 
 namespace eigenformer {
 
-/// A tensor shape, outermost dimension first (row-major).
-using Shape = std::vector<Index>;
+/// A tensor shape, outermost dimension first (row-major). A std::vector whose storage comes from the small-object
+/// pool: every op makes and drops shapes, and a training step's steady state takes no memory from the system.
+/// std::vector<Index> converts explicitly: Shape(v.begin(), v.end()).
+using Shape = std::vector<Index, detail::PoolAllocator<Index>>;
 
-/// Formats a shape as "(2, 3)"; a scalar (rank 0) prints as "()".
-inline std::string to_string(const Shape& s) {
+/// Formats a shape (or any list of indices, e.g. a permutation) as "(2, 3)"; a scalar (rank 0) prints as "()".
+template <typename Alloc>
+std::string to_string(const std::vector<Index, Alloc>& s) {
   std::string out = "(";
   for (std::size_t i = 0; i < s.size(); ++i) {
     if (i) out += ", ";
@@ -23,6 +27,8 @@ inline std::string to_string(const Shape& s) {
   }
   return out + ")";
 }
+/// The same for a Shape or a braced list: to_string({2, 3}).
+inline std::string to_string(const Shape& s) { return to_string<detail::PoolAllocator<Index>>(s); }
 
 /// Number of elements of a shape (1 for a scalar).
 inline Index numel(const Shape& s) {

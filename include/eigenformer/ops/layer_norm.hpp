@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <mutex>
 #include <utility>
 #include <vector>
 
@@ -62,7 +61,6 @@ Var<T> layer_norm(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, T e
     //   dx = rstd * (g - mean(g) - xhat * mean(g * xhat)),  dweight = sum_rows dy * xhat,  dbias = sum_rows dy.
     using ArrayMap = typename Tensor<T>::ArrayMap;
     using ConstArrayMap = typename Tensor<T>::ConstArrayMap;
-    using Array = typename Tensor<T>::Array;
     const bool need_dx = x.requires_grad();
     const bool need_dw = weight.defined() && weight.requires_grad();
     const bool need_db = bias.defined() && bias.requires_grad();
@@ -70,19 +68,19 @@ Var<T> layer_norm(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, T e
     Tensor<T> dw = need_dw ? Tensor<T>::zeros({c}) : Tensor<T>();
     Tensor<T> db = need_db ? Tensor<T>::zeros({c}) : Tensor<T>();
     const T* pw = weight.defined() ? weight.value().data() : nullptr;
-    // Each range of rows sums dweight and dbias privately; the parts are added in row order afterwards, so the
-    // result does not depend on which thread finished first.
-    std::mutex merge;
-    std::vector<std::pair<Index, std::pair<Array, Array>>> parts;
-    detail::parallel_chunks(rows, 12.0 * static_cast<double>(c), [&](Index begin, Index end) {
-      Array xhat(c), g(c), dw_part, db_part;  // row scratch, reused
-      if (need_dw) dw_part = Array::Zero(c);
-      if (need_db) db_part = Array::Zero(c);
+    // Each range of rows sums dweight and dbias privately (row k of the parts); the parts are added in row order
+    // afterwards, so the result does not depend on which thread finished first.
+    const detail::ChunkPlan plan = detail::chunk_plan(rows, 12.0 * static_cast<double>(c));
+    Tensor<T> dw_parts = need_dw ? Tensor<T>::zeros({plan.count, c}) : Tensor<T>();  // (chunks, C)
+    Tensor<T> db_parts = need_db ? Tensor<T>::zeros({plan.count, c}) : Tensor<T>();  // (chunks, C)
+    Tensor<T> scratch = Tensor<T>::empty({plan.count, 2 * c});  // (chunks, 2C): xhat and g of one row
+    detail::run_chunks(rows, plan, [&](Index k, Index begin, Index end) {
+      ArrayMap xhat(scratch.data() + k * 2 * c, c), g(scratch.data() + k * 2 * c + c, c);
       for (Index r = begin; r < end; ++r) {
         ConstArrayMap xr(x.value().data() + r * c, c), dyr(dy.data() + r * c, c);
         xhat = (xr - mean[r]) * rstd[r];
-        if (need_dw) dw_part += dyr * xhat;
-        if (need_db) db_part += dyr;
+        if (need_dw) ArrayMap(dw_parts.data() + k * c, c) += dyr * xhat;
+        if (need_db) ArrayMap(db_parts.data() + k * c, c) += dyr;
         if (!need_dx) continue;
         if (pw)
           g = dyr * ConstArrayMap(pw, c);
@@ -91,13 +89,10 @@ Var<T> layer_norm(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, T e
         const T g_mean = g.mean(), gx_mean = (g * xhat).mean();
         ArrayMap(dx.data() + r * c, c) = (g - g_mean - xhat * gx_mean) * rstd[r];
       }
-      std::lock_guard<std::mutex> lock(merge);
-      parts.emplace_back(begin, std::make_pair(std::move(dw_part), std::move(db_part)));
     });
-    std::sort(parts.begin(), parts.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-    for (const auto& part : parts) {
-      if (need_dw) dw.array() += part.second.first;
-      if (need_db) db.array() += part.second.second;
+    for (Index k = 0; k < plan.count; ++k) {
+      if (need_dw) dw.array() += ConstArrayMap(dw_parts.data() + k * c, c);
+      if (need_db) db.array() += ConstArrayMap(db_parts.data() + k * c, c);
     }
     if (need_dx) x.accumulate_grad(std::move(dx));
     if (need_dw) weight.accumulate_grad(std::move(dw));

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "eigenformer/core/config.hpp"
+#include "eigenformer/core/small_object_pool.hpp"
 
 namespace eigenformer {
 namespace detail {
@@ -123,94 +124,9 @@ inline BufferCache& buffer_cache() {
   return *cache;
 }
 
-/// Allocates n uninitialized elements; n == 0 gives an empty, non-null buffer.
-/// Recycles the small control blocks of buffer shared_ptrs (one per tensor a step creates) through a free list
-/// per thread: a training step frees hundreds of them at once, more than malloc's per-thread cache keeps, which
-/// sent most frees down malloc's slow path. A block may be freed on another thread than the one that made it; it
-/// then joins that thread's list. Lists hold at most kMaxBlocks and are freed when their thread ends.
-class ControlBlockPool {
- public:
-  static constexpr std::size_t kBlockSize = 64, kMaxBlocks = 1 << 14;
-
-  static void* take() {
-    if (!alive()) return ::operator new(kBlockSize);
-    ControlBlockPool& pool = local();
-    if (!pool.head_) return ::operator new(kBlockSize);
-    FreeBlock* b = pool.head_;
-    pool.head_ = b->next;
-    --pool.count_;
-    return b;
-  }
-  static void give(void* p) noexcept {
-    if (alive()) {
-      ControlBlockPool& pool = local();
-      if (pool.count_ < kMaxBlocks) {
-        pool.head_ = new (p) FreeBlock{pool.head_};
-        ++pool.count_;
-        return;
-      }
-    }
-    ::operator delete(p);
-  }
-
-  ControlBlockPool() = default;
-  ControlBlockPool(const ControlBlockPool&) = delete;
-  ControlBlockPool& operator=(const ControlBlockPool&) = delete;
-  ~ControlBlockPool() {
-    alive() = false;  // blocks freed later on this thread (by other thread_local destructors) go to the system
-    while (head_) {
-      FreeBlock* next = head_->next;
-      ::operator delete(head_);
-      head_ = next;
-    }
-  }
-
- private:
-  struct FreeBlock {
-    FreeBlock* next;
-  };
-  static ControlBlockPool& local() {
-    thread_local ControlBlockPool pool;
-    return pool;
-  }
-  static bool& alive() {  // trivially destructible, so readable at any point of thread exit
-    thread_local bool on = true;
-    return on;
-  }
-  FreeBlock* head_ = nullptr;
-  std::size_t count_ = 0;
-};
-
-/// The allocator a buffer's shared_ptr gets its control block from (ControlBlockPool; the system for blocks that
-/// do not fit a pool block).
-template <typename U>
-struct ControlBlockAllocator {
-  using value_type = U;
-  ControlBlockAllocator() = default;
-  template <typename V>
-  ControlBlockAllocator(const ControlBlockAllocator<V>&) noexcept {}
-  static constexpr bool kPooled =
-      sizeof(U) <= ControlBlockPool::kBlockSize && alignof(U) <= alignof(std::max_align_t);
-  U* allocate(std::size_t n) {
-    if (kPooled && n == 1) return static_cast<U*>(ControlBlockPool::take());
-    return std::allocator<U>().allocate(n);
-  }
-  void deallocate(U* p, std::size_t n) noexcept {
-    if (kPooled && n == 1)
-      ControlBlockPool::give(p);
-    else
-      std::allocator<U>().deallocate(p, n);
-  }
-  template <typename V>
-  bool operator==(const ControlBlockAllocator<V>&) const noexcept {
-    return true;
-  }
-  template <typename V>
-  bool operator!=(const ControlBlockAllocator<V>&) const noexcept {
-    return false;
-  }
-};
-
+/// Allocates n uninitialized elements; n == 0 gives an empty, non-null buffer. The shared_ptr's control block
+/// comes from SmallObjectPool: a training step frees hundreds of them at once, more than malloc's per-thread cache
+/// keeps, which sent most frees down malloc's slow path.
 template <typename T>
 std::shared_ptr<T> allocate_buffer(Index n) {
   static_assert(std::is_trivially_copyable_v<T>, "tensor elements must be trivially copyable");
@@ -218,7 +134,7 @@ std::shared_ptr<T> allocate_buffer(Index n) {
   void* p = buffer_cache().get(bytes);
   // If the control block cannot be allocated, the constructor runs the deleter (the buffer goes back) and throws.
   return std::shared_ptr<T>(static_cast<T*>(p), [bytes](T* q) { buffer_cache().put(q, bytes); },
-                            ControlBlockAllocator<T>());
+                            PoolAllocator<T>());
 }
 
 }  // namespace detail
