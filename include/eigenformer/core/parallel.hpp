@@ -61,16 +61,18 @@ inline int blas_num_threads() {
 }
 }  // namespace detail
 
-/// Sets the threads that parallel kernels and matrix products use: OpenMP's, and in BLAS builds OpenBLAS's own
-/// (whose threads otherwise follow OPENBLAS_NUM_THREADS or OMP_NUM_THREADS from the environment, or take every
-/// core). No effect without OpenMP and a BLAS.
+/// Sets the threads that parallel kernels and matrix products use (OpenMP's thread count), and in BLAS builds sets
+/// OpenBLAS to one thread: eigenformer then splits large products across its own threads, one OpenBLAS call per
+/// piece (without this call OpenBLAS follows OPENBLAS_NUM_THREADS or OMP_NUM_THREADS from the environment, or takes
+/// every core, and only very large products go to it when eigenformer runs on more than one thread). No effect
+/// without OpenMP and a BLAS.
 inline void set_num_threads(int n) {
   n = n < 1 ? 1 : n;
 #ifdef _OPENMP
   omp_set_num_threads(n);
 #endif
 #ifdef EIGENFORMER_OPENBLAS_THREADS
-  if (detail::openblas_thread_calls().set) detail::openblas_thread_calls().set(n);
+  if (detail::openblas_thread_calls().set) detail::openblas_thread_calls().set(1);
 #endif
   (void)n;
 }

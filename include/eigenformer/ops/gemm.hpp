@@ -75,23 +75,34 @@ void gemm_eigen(Index m, Index n, Index k, const T* a, Index lda, bool transpose
 }
 
 #ifdef EIGEN_USE_BLAS
-/// With more than one thread, products below this many flops run on the packed kernel's threads rather than the
-/// BLAS's (compare_pytorch.py at 2 threads: tiny and mini run faster that way, base-layer's 3.6-4.8 GFLOP
-/// projections faster on the BLAS).
+/// With more than one thread and a one-thread BLAS, products of this many flops and up are split across our
+/// threads, each piece a one-thread BLAS call (model_bench at 2 threads, medians of 5 alternating runs against a
+/// 2e9 threshold: mini's training step 166 -> 151 ms, tiny's 53.3 -> 50.1, base-layer's 144 -> 142); below it
+/// the packed kernel's own threading runs them.
+constexpr double kBlasSplitMinFlops = 2e8;
+/// With a BLAS that runs its own threads (or whose thread count is unknown), products of this many flops and up go
+/// to it whole: below, its threads spinning after each call take the cores from our next parallel loop.
 constexpr double kBlasThreadedMinFlops = 2e9;
 
 /// The BLAS path: sgemm/dgemm called directly. Row-major C is column-major C^T = op(B)^T op(A)^T, so B goes
 /// first and the transpose flags carry over. A bias is written into C first and taken in with beta = 1 (Eigen's
 /// product would zero C, run the BLAS with beta = 1, then add the bias in a third pass). Returns false, doing
 /// nothing, for other types or sizes beyond the BLAS's int.
+/// Whether gemm_blas takes a product of these sizes: float or double, k > 0, every size within the BLAS's int.
+template <typename T>
+bool blas_can_run(Index m, Index n, Index k, Index lda, Index ldb, Index ldc) {
+  constexpr Index kIntMax = std::numeric_limits<int>::max();
+  return (std::is_same_v<T, float> || std::is_same_v<T, double>) && k > 0 &&
+         std::max({m, n, k, lda, ldb, ldc}) <= kIntMax;
+}
+
 template <typename T>
 bool gemm_blas(Index m, Index n, Index k, const T* a, Index lda, bool transpose_a, const T* b, Index ldb,
                bool transpose_b, T* c, Index ldc, bool accumulate, const GemmEpilogue<T>& epilogue) {
   if constexpr (!std::is_same_v<T, float> && !std::is_same_v<T, double>) {
     return false;
   } else {
-    constexpr Index kIntMax = std::numeric_limits<int>::max();
-    if (k == 0 || std::max({m, n, k, lda, ldb, ldc}) > kIntMax) return false;
+    if (!blas_can_run<T>(m, n, k, lda, ldb, ldc)) return false;
     const int im = static_cast<int>(m), in = static_cast<int>(n), ik = static_cast<int>(k);
     const int ilda = static_cast<int>(lda), ildb = static_cast<int>(ldb), ildc = static_cast<int>(ldc);
     const char ta = transpose_a ? 'T' : 'N', tb = transpose_b ? 'T' : 'N';
@@ -116,6 +127,39 @@ bool gemm_blas(Index m, Index n, Index k, const T* a, Index lda, bool transpose_
       }
     return true;
   }
+}
+
+/// gemm_blas with C split into one piece per OpenMP thread (by rows when m >= n, else by columns), each piece a
+/// call of the one-thread BLAS from its own thread. Each piece repacks the shared operand; in return the two
+/// halves run like two independent one-thread products, and no BLAS thread is left spinning between calls.
+template <typename T>
+bool gemm_blas_split(Index m, Index n, Index k, const T* a, Index lda, bool transpose_a, const T* b, Index ldb,
+                     bool transpose_b, T* c, Index ldc, bool accumulate, const GemmEpilogue<T>& epilogue) {
+#ifdef _OPENMP
+  if (!blas_can_run<T>(m, n, k, lda, ldb, ldc)) return false;  // checked once: every piece then runs
+  const Index parts = num_threads();
+  const bool by_rows = m >= n;
+  const Index extent = by_rows ? m : n;
+  const Index step = ((extent + parts - 1) / parts + 15) / 16 * 16;
+#pragma omp parallel for schedule(static) num_threads(static_cast<int>(parts))
+  for (Index p = 0; p < parts; ++p) {
+    const Index begin = p * step, size = std::min(step, extent - begin);
+    if (size <= 0) continue;
+    if (by_rows) {
+      gemm_blas(size, n, k, transpose_a ? a + begin : a + begin * lda, lda, transpose_a, b, ldb, transpose_b,
+                c + begin * ldc, ldc, accumulate, epilogue);
+    } else {
+      const GemmEpilogue<T> piece{epilogue.bias ? epilogue.bias + begin : nullptr, epilogue.relu};
+      gemm_blas(m, size, k, a, lda, transpose_a, transpose_b ? b + begin * ldb : b + begin, ldb, transpose_b,
+                c + begin, ldc, accumulate, piece);
+    }
+  }
+  return true;
+#else
+  (void)m, (void)n, (void)k, (void)a, (void)lda, (void)transpose_a, (void)b, (void)ldb, (void)transpose_b, (void)c,
+      (void)ldc, (void)accumulate, (void)epilogue;
+  return false;
+#endif
 }
 #endif  // EIGEN_USE_BLAS
 
@@ -505,13 +549,22 @@ void gemm(Index m, Index n, Index k, const T* a, Index lda, bool transpose_a, co
   [[maybe_unused]] const double flops = 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
 #ifdef EIGEN_USE_BLAS
   // With a BLAS, products go to it when we run on one thread (OpenBLAS matches or beats the packed kernel at every
-  // size there, and its small-matrix path is the fastest) and, with more threads, when they are very large; the
-  // packed kernel's own threading wins on mid-sized products, where the BLAS's threads keep spinning after each call
-  // and take the cores from our next parallel loop. Never inside a parallel region (attention's per-head
-  // products): a threaded BLAS would fight that loop for the cores.
-  if (!in_parallel_region() && (num_threads() == 1 || flops >= kBlasThreadedMinFlops) &&
-      gemm_blas(m, n, k, a, lda, transpose_a, b, ldb, transpose_b, c, ldc, accumulate, epilogue))
-    return;
+  // size there, and its small-matrix path is the fastest). With more threads and a one-thread BLAS (what
+  // set_num_threads sets up), large products are split across our threads, one BLAS call each; with a BLAS that
+  // threads itself, only very large products go to it. Never from inside a parallel region other than the split's
+  // own (attention's per-head products): a threaded BLAS would fight that loop for the cores.
+  if (!in_parallel_region()) {
+    if (num_threads() == 1) {
+      if (gemm_blas(m, n, k, a, lda, transpose_a, b, ldb, transpose_b, c, ldc, accumulate, epilogue)) return;
+    } else if (blas_num_threads() == 1) {
+      if (flops >= kBlasSplitMinFlops &&
+          gemm_blas_split(m, n, k, a, lda, transpose_a, b, ldb, transpose_b, c, ldc, accumulate, epilogue))
+        return;
+    } else if (flops >= kBlasThreadedMinFlops &&
+               gemm_blas(m, n, k, a, lda, transpose_a, b, ldb, transpose_b, c, ldc, accumulate, epilogue)) {
+      return;
+    }
+  }
 #endif
 #ifdef EIGENFORMER_GEMM_AVX2
   if constexpr (std::is_same_v<T, float>) {
