@@ -204,6 +204,13 @@ TEST(Gemm, SetNumThreadsLeavesOpenBlasOnOneThread) {
 #endif
 }
 
+TEST(Gemm, SetNumThreadsRejectsCountsBelowOne) {
+  const int saved = num_threads();
+  EXPECT_THROW_WITH(set_num_threads(0), ValueError, {"set_num_threads", "n is 0", "n >= 1"});
+  EXPECT_THROW_WITH(set_num_threads(-3), ValueError, {"set_num_threads", "n is -3"});
+  EXPECT_EQ(num_threads(), saved);  // unchanged
+}
+
 TEST(Gemm, SplitBlasPathMatchesReferenceForEveryLayoutAndEpilogue) {
 #ifndef EIGEN_USE_BLAS
   GTEST_SKIP() << "built without a BLAS";

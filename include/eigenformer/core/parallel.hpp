@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "eigenformer/core/config.hpp"
+#include "eigenformer/core/error.hpp"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -65,9 +66,9 @@ inline int blas_num_threads() {
 /// OpenBLAS to one thread: eigenformer then splits large products across its own threads, one OpenBLAS call per
 /// piece (without this call OpenBLAS follows OPENBLAS_NUM_THREADS or OMP_NUM_THREADS from the environment, or takes
 /// every core, and only very large products go to it when eigenformer runs on more than one thread). No effect
-/// without OpenMP and a BLAS.
+/// without OpenMP and a BLAS. Throws ValueError unless n >= 1.
 inline void set_num_threads(int n) {
-  n = n < 1 ? 1 : n;
+  if (n < 1) throw ValueError(detail::concat("set_num_threads: n is ", n, ", expected n >= 1"));
 #ifdef _OPENMP
   omp_set_num_threads(n);
 #endif
