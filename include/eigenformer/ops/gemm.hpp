@@ -84,10 +84,6 @@ constexpr double kBlasSplitMinFlops = 2e8;
 /// to it whole: below, its threads spinning after each call take the cores from our next parallel loop.
 constexpr double kBlasThreadedMinFlops = 2e9;
 
-/// The BLAS path: sgemm/dgemm called directly. Row-major C is column-major C^T = op(B)^T op(A)^T, so B goes
-/// first and the transpose flags carry over. A bias is written into C first and taken in with beta = 1 (Eigen's
-/// product would zero C, run the BLAS with beta = 1, then add the bias in a third pass). Returns false, doing
-/// nothing, for other types or sizes beyond the BLAS's int.
 /// Whether gemm_blas takes a product of these sizes: float or double, k > 0, every size within the BLAS's int.
 template <typename T>
 bool blas_can_run(Index m, Index n, Index k, Index lda, Index ldb, Index ldc) {
@@ -96,6 +92,10 @@ bool blas_can_run(Index m, Index n, Index k, Index lda, Index ldb, Index ldc) {
          std::max({m, n, k, lda, ldb, ldc}) <= kIntMax;
 }
 
+/// The BLAS path: sgemm/dgemm called directly. Row-major C is column-major C^T = op(B)^T op(A)^T, so B goes
+/// first and the transpose flags carry over. A bias is written into C first and taken in with beta = 1 (Eigen's
+/// product would zero C, run the BLAS with beta = 1, then add the bias in a third pass). Returns false, doing
+/// nothing, for other types or sizes beyond the BLAS's int.
 template <typename T>
 bool gemm_blas(Index m, Index n, Index k, const T* a, Index lda, bool transpose_a, const T* b, Index ldb,
                bool transpose_b, T* c, Index ldc, bool accumulate, const GemmEpilogue<T>& epilogue) {
@@ -129,9 +129,10 @@ bool gemm_blas(Index m, Index n, Index k, const T* a, Index lda, bool transpose_
   }
 }
 
-/// gemm_blas with C split into one piece per OpenMP thread (by rows when m >= n, else by columns), each piece a
-/// call of the one-thread BLAS from its own thread. Each piece repacks the shared operand; in return the two
-/// halves run like two independent one-thread products, and no BLAS thread is left spinning between calls.
+/// gemm_blas with C split into one piece per OpenMP thread, each piece a call of the one-thread BLAS from its own
+/// thread. Every piece repacks the operand the pieces share, so C is split along its longer side (by rows when
+/// m >= n: op(B), k x n, is the smaller one to repeat); in return the pieces run like independent one-thread
+/// products, and no BLAS thread is left spinning between calls.
 template <typename T>
 bool gemm_blas_split(Index m, Index n, Index k, const T* a, Index lda, bool transpose_a, const T* b, Index ldb,
                      bool transpose_b, T* c, Index ldc, bool accumulate, const GemmEpilogue<T>& epilogue) {
