@@ -96,6 +96,15 @@ Counts count_allocations(F&& f) {
   return {g_new_calls.load() - n0, g_malloc_calls.load() - m0, detail::buffer_cache().system_allocations() - b0};
 }
 
+/// Expects that what was counted took nothing from the system: no tensor buffer, no operator new, no malloc.
+void expect_no_allocation(const Counts& c, const char* what) {
+  EXPECT_EQ(c.buffers, 0u) << "tensor buffers from the system in " << what;
+  EXPECT_EQ(c.new_calls, 0) << "operator new calls in " << what;
+#ifdef EIGENFORMER_TEST_COUNTS_MALLOC
+  EXPECT_EQ(c.malloc_calls, 0) << "malloc calls in " << what;
+#endif
+}
+
 void* volatile g_escape = nullptr;  // keeps the positive control's allocation from being optimized away
 
 TEST(Allocation, TheCountersSeeAllocations) {
@@ -165,18 +174,8 @@ TEST_P(SteadyState, TrainingStepAndInferenceAllocateNothing) {
     infer();
   }
   for (int i = 0; i < 3; ++i) {
-    const Counts c = count_allocations(step);
-    EXPECT_EQ(c.buffers, 0u) << "a steady-state step took a tensor buffer from the system";
-    EXPECT_EQ(c.new_calls, 0) << "operator new calls in a steady-state training step";
-#ifdef EIGENFORMER_TEST_COUNTS_MALLOC
-    EXPECT_EQ(c.malloc_calls, 0) << "malloc calls in a steady-state training step";
-#endif
-    const Counts d = count_allocations(infer);
-    EXPECT_EQ(d.buffers, 0u) << "a steady-state inference took a tensor buffer from the system";
-    EXPECT_EQ(d.new_calls, 0) << "operator new calls in a steady-state inference forward";
-#ifdef EIGENFORMER_TEST_COUNTS_MALLOC
-    EXPECT_EQ(d.malloc_calls, 0) << "malloc calls in a steady-state inference forward";
-#endif
+    expect_no_allocation(count_allocations(step), "a steady-state training step");
+    expect_no_allocation(count_allocations(infer), "a steady-state inference forward");
   }
   set_num_threads(threads_before);
 }

@@ -26,8 +26,6 @@ class Var;
 
 namespace detail {
 
-/// One vertex of the graph. Backward functions capture only the op's inputs (and plain tensors), never the
-/// output, so the graph holds no cycles and frees itself when the last Var handle goes.
 /// A node's backward closure: a move-only std::function<void(const Tensor<T>&)> whose captures live in a
 /// SmallObjectPool block (std::function would take most closures, which capture a few tensors, from the system).
 template <typename T>
@@ -59,9 +57,10 @@ class BackwardFunction {
   BackwardFunction& operator=(BackwardFunction&& o) noexcept {
     if (this != &o) {
       reset();
-      std::swap(object_, o.object_);
+      object_ = o.object_;
       call_ = o.call_;
       destroy_ = o.destroy_;
+      o.object_ = nullptr;
     }
     return *this;
   }
@@ -97,6 +96,8 @@ using NodePtr = std::shared_ptr<Node<T>>;
 template <typename T>
 using NodeList = std::vector<NodePtr<T>, PoolAllocator<NodePtr<T>>>;
 
+/// One vertex of the graph. Backward functions capture only the op's inputs (and plain tensors), never the
+/// output, so the graph holds no cycles and frees itself when the last Var handle goes.
 template <typename T>
 struct Node {
   Tensor<T> value;

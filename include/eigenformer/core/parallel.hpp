@@ -75,7 +75,6 @@ inline void set_num_threads(int n) {
 #ifdef EIGENFORMER_OPENBLAS_THREADS
   if (detail::openblas_thread_calls().set) detail::openblas_thread_calls().set(1);
 #endif
-  (void)n;
 }
 
 namespace detail {

@@ -2,10 +2,8 @@
 // torch.nn.functional.layer_norm with normalized_shape = the last dimension, biased variance).
 #pragma once
 
-#include <algorithm>
 #include <cmath>
 #include <utility>
-#include <vector>
 
 #include "eigenformer/autograd/var.hpp"
 #include "eigenformer/core/parallel.hpp"
