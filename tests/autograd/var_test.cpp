@@ -160,7 +160,8 @@ TEST(Var, BackwardFunctionIsAMoveOnlyCallableThatEmptiesOnMoveAndNull) {
   EXPECT_TRUE(static_cast<bool>(f));
   detail::BackwardFunction<double> g = std::move(f);
   EXPECT_FALSE(static_cast<bool>(f));  // NOLINT(bugprone-use-after-move): moved-from is empty, as documented
-  g(Tensor<double>::scalar(2.5));
+  Tensor<double> g_value = Tensor<double>::scalar(2.5);
+  g(g_value);
   EXPECT_EQ(seen, 2.5);
   EXPECT_EQ(sentinel.use_count(), 2);
   f = std::move(g);

@@ -1,5 +1,6 @@
 #include "eigenformer/ops/layer_norm.hpp"
 
+#include "eigenformer/ops/elementwise.hpp"
 #include "support/test_support.hpp"
 
 using namespace eigenformer;
@@ -82,6 +83,17 @@ TEST(LayerNorm, PassesGradcheckWithAndWithoutWeightAndBias) {
     EXPECT_GRADCHECK([](const Inputs& v) { return layer_norm(v[0], Var<double>(), v[1]); }, Inputs{x, b});
     EXPECT_GRADCHECK([](const Inputs& v) { return layer_norm(v[0], v[1], v[2], 0.5); }, Inputs{x, w, b});
   }
+}
+
+TEST(LayerNorm, WritesDxOverTheOutputGradientOnlyWhenNothingElseHoldsIt) {
+  // add() hands the same gradient buffer to both of its inputs (see LinearRelu's test of the same name).
+  Var<double> x = random_var({3, 6}, 43), w = random_var({6}, 44), b = random_var({6}, 45);
+  EXPECT_GRADCHECK([](const Inputs& v) { return add(layer_norm(v[0], v[1], v[2]), mul(v[0], v[0])); },
+                   Inputs{x, w, b});
+  EXPECT_GRADCHECK([](const Inputs& v) { return add(mul(v[0], v[0]), layer_norm(v[0], v[1], v[2])); },
+                   Inputs{x, w, b});
+  EXPECT_GRADCHECK([](const Inputs& v) { return add(layer_norm(v[0], v[1], v[2]), layer_norm(v[0], v[2], v[1])); },
+                   Inputs{x, w, b});
 }
 
 TEST(LayerNorm, GradientsOfParametersAloneWhenXIsConstant) {

@@ -135,6 +135,16 @@ TEST(LinearRelu, PassesGradcheckAndMatchesReluOfLinear) {
   EXPECT_THROW_WITH(linear_relu(x, Var<float>(Tensor<float>::zeros({3, 4}))), ShapeError, {"linear_relu", "(37, 45)"});
 }
 
+TEST(LinearRelu, MasksTheOutputGradientInPlaceOnlyWhenNothingElseHoldsIt) {
+  // add() hands the same gradient buffer to both of its inputs: whichever backward runs first must not mask the
+  // buffer the other still reads (both orders), while the last one may.
+  Var<double> x = random_var({3, 4}, 70), w = random_var({5, 4}, 71), b = random_var({5}, 72), w2 = random_var({5, 4}, 73);
+  EXPECT_GRADCHECK([](const Inputs& v) { return add(linear_relu(v[0], v[1], v[2]), linear(v[0], v[3])); },
+                   Inputs{x, w, b, w2});
+  EXPECT_GRADCHECK([](const Inputs& v) { return add(linear(v[0], v[3]), linear_relu(v[0], v[1], v[2])); },
+                   Inputs{x, w, b, w2});
+}
+
 TEST(LinearResidual, PassesGradcheckAndMatchesAddOfLinear) {
   std::uint64_t seed = 60;
   for (const auto& [xs, out] : std::vector<std::pair<Shape, Index>>{{{1, 1}, 1}, {{2, 3, 4}, 5}, {{7, 17}, 19}}) {

@@ -26,8 +26,9 @@ class Var;
 
 namespace detail {
 
-/// A node's backward closure: a move-only std::function<void(const Tensor<T>&)> whose captures live in a
-/// SmallObjectPool block (std::function would take most closures, which capture a few tensors, from the system).
+/// A node's backward closure: a move-only std::function<void(Tensor<T>&)> whose captures live in a SmallObjectPool
+/// block (std::function would take most closures, which capture a few tensors, from the system). Closures taking
+/// const Tensor<T>& fit as well.
 template <typename T>
 class BackwardFunction {
  public:
@@ -44,7 +45,7 @@ class BackwardFunction {
       throw;
     }
     object_ = p;
-    call_ = [](void* o, const Tensor<T>& g) { (*static_cast<D*>(o))(g); };
+    call_ = [](void* o, Tensor<T>& g) { (*static_cast<D*>(o))(g); };
     destroy_ = [](void* o) noexcept {
       D* d = static_cast<D*>(o);
       d->~D();
@@ -73,7 +74,7 @@ class BackwardFunction {
   ~BackwardFunction() { reset(); }
 
   explicit operator bool() const noexcept { return object_ != nullptr; }
-  void operator()(const Tensor<T>& g) const { call_(object_, g); }
+  void operator()(Tensor<T>& g) const { call_(object_, g); }
 
  private:
   void reset() noexcept {
@@ -84,7 +85,7 @@ class BackwardFunction {
   }
 
   void* object_ = nullptr;
-  void (*call_)(void*, const Tensor<T>&) = nullptr;
+  void (*call_)(void*, Tensor<T>&) = nullptr;
   void (*destroy_)(void*) noexcept = nullptr;
 };
 
@@ -181,7 +182,9 @@ class Var {
   }
 
   /// Attaches the op's backward: f(dy) accumulates into the inputs with accumulate_grad(). Dropped (with its
-  /// captures) when this Var does not require grad.
+  /// captures) when this Var does not require grad. The engine discards dy after the call, so f may take it as
+  /// Tensor<T>& and write into it when dy.is_unique() (no other tensor, gradient or value, shares its buffer)
+  /// instead of allocating a buffer of the same size.
   template <typename F>
   void on_backward(F&& f) {
     if (node_->requires_grad && !node_->is_leaf) node_->backward_fn = std::forward<F>(f);
@@ -251,7 +254,7 @@ class Var {
         throw AutogradError(detail::concat("backward: reached the output of ", n->op,
                                    ", whose graph was already freed by a previous backward"));
       if (n->grad.defined() && n->backward_fn) {
-        const Tensor<T> g = std::move(n->grad);
+        Tensor<T> g = std::move(n->grad);  // the backward may overwrite it (see on_backward)
         n->grad = Tensor<T>();
         try {
           n->backward_fn(g);

@@ -54,7 +54,7 @@ Var<T> layer_norm(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, T e
   });
 
   Var<T> out(std::move(y), {x, weight, bias}, "layer_norm");
-  out.on_backward([x, weight, bias, mean, rstd, rows, c](const Tensor<T>& dy) {
+  out.on_backward([x, weight, bias, mean, rstd, rows, c](Tensor<T>& dy) {
     // With xhat = (x - mean) * rstd and g = dy * weight:
     //   dx = rstd * (g - mean(g) - xhat * mean(g * xhat)),  dweight = sum_rows dy * xhat,  dbias = sum_rows dy.
     using ArrayMap = typename Tensor<T>::ArrayMap;
@@ -62,7 +62,8 @@ Var<T> layer_norm(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, T e
     const bool need_dx = x.requires_grad();
     const bool need_dw = weight.defined() && weight.requires_grad();
     const bool need_db = bias.defined() && bias.requires_grad();
-    Tensor<T> dx = need_dx ? Tensor<T>::empty(x.shape()) : Tensor<T>();
+    // dx overwrites dy when nothing else holds dy's buffer: a row of dy is read in full before its dx is stored.
+    Tensor<T> dx = !need_dx ? Tensor<T>() : dy.is_unique() ? dy : Tensor<T>::empty(x.shape());
     Tensor<T> dw = need_dw ? Tensor<T>::zeros({c}) : Tensor<T>();
     Tensor<T> db = need_db ? Tensor<T>::zeros({c}) : Tensor<T>();
     const T* pw = weight.defined() ? weight.value().data() : nullptr;

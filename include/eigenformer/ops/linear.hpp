@@ -48,12 +48,14 @@ Var<T> linear_op(const char* fn, const Var<T>& x, const Var<T>& weight, const Va
   Var<T> result(y, {x, weight, bias, residual}, fn);
   // relu's derivative reads the output (y > 0 exactly where the pre-activation is): the pre-activation is not kept.
   const Tensor<T> saved_y = relu ? y : Tensor<T>();
-  result.on_backward([x, weight, bias, residual, rows, saved_y](const Tensor<T>& dy) {
+  result.on_backward([x, weight, bias, residual, rows, saved_y](Tensor<T>& dy) {
     const Index out_features = weight.shape()[0], in = weight.shape()[1];
     if (residual.defined() && residual.requires_grad()) residual.accumulate_grad(dy);  // shared, never written
-    Tensor<T> dz = dy;  // (rows, out): the gradient before the activation
+    // (rows, out): the gradient before the activation. relu's mask is applied in place when nothing else holds
+    // dy's buffer: a feed-forward block's hidden gradient is its largest tensor, and a second one was the peak of
+    // a training step's memory.
+    Tensor<T> dz = saved_y.defined() && !dy.is_unique() ? Tensor<T>::empty(dy.shape()) : dy;
     if (saved_y.defined()) {
-      dz = Tensor<T>::empty(dy.shape());
       const T* py = saved_y.data();
       const T* pdy = dy.data();
       T* pdz = dz.data();
