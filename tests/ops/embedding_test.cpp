@@ -1,6 +1,7 @@
 #include "eigenformer/ops/embedding.hpp"
 
 #include "eigenformer/ops/elementwise.hpp"
+#include "eigenformer/ops/layout.hpp"
 #include "support/test_support.hpp"
 
 using namespace eigenformer;
@@ -73,6 +74,54 @@ TEST(Embedding, OutOfRangeIdThrowsValueErrorNamingIdPositionAndV) {
 TEST(Embedding, WeightThatIsNotAMatrixThrowsShapeError) {
   Var<float> w(Tensor<float>::zeros({4}));
   EXPECT_THROW_WITH(embedding(w, Ids::from({0}, {1})), ShapeError, {"embedding", "weight is (4)"});
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// embedding_with_positions
+
+TEST(EmbeddingWithPositions, EqualsEmbeddingPlusTheFirstRowsOfThePositionTableBitForBit) {
+  Var<float> w(eigenformer::testing::random_tensor({11, 6}, 60), true);
+  Var<float> p(eigenformer::testing::random_tensor({9, 6}, 61), true);  // P = 9 > T = 4
+  const Ids ids = Ids::from({3, 10, 0, 3, 7, 7, 1, 2}, {2, 4});
+  const Tensor<float> dy = eigenformer::testing::random_tensor({2, 4, 6}, 62);
+  Var<float> fused = embedding_with_positions(w, ids, p, 0);
+  fused.backward(dy);
+  const Tensor<float> gw = w.grad().clone(), gp = p.grad().clone();
+  w.zero_grad();
+  p.zero_grad();
+  Var<float> ref = add(embedding(w, ids, 0), split(p, {4, 5}, 0)[0]);
+  ref.backward(dy);
+  EXPECT_TRUE(fused.value().equal(ref.value()));
+  EXPECT_TRUE(gw.allclose(w.grad(), 1e-6, 1e-6));
+  EXPECT_TRUE(gp.allclose(p.grad(), 1e-6, 1e-6));
+  for (Index i = 4 * 6; i < gp.numel(); ++i) EXPECT_EQ(gp[i], 0.0f);  // rows T.. are not used
+}
+
+TEST(EmbeddingWithPositions, PassesGradcheckWithRepeatedIdsAndWithAConstantTable) {
+  Var<double> w = random_var({5, 3}, 63), p = random_var({4, 3}, 64);
+  const Ids ids = Ids::from({4, 1, 4, 4, 0, 1}, {2, 3});
+  EXPECT_GRADCHECK([ids](const Inputs& v) { return embedding_with_positions(v[0], ids, v[1]); }, Inputs{w, p});
+  const Var<double> table = random_var({3, 3}, 65, false);  // sinusoids: no gradient, exactly T rows
+  EXPECT_GRADCHECK([ids, table](const Inputs& v) { return embedding_with_positions(v[0], ids, table); }, Inputs{w});
+  const Var<double> tokens = random_var({5, 3}, 66, false);  // a frozen token table: positions alone
+  EXPECT_GRADCHECK([ids, tokens](const Inputs& v) { return embedding_with_positions(tokens, ids, v[0]); }, Inputs{p});
+  const Ids flat = Ids::from({2, 2, 0}, {3});  // one sequence without a batch axis
+  EXPECT_GRADCHECK([flat](const Inputs& v) { return embedding_with_positions(v[0], flat, v[1]); }, Inputs{w, p});
+}
+
+TEST(EmbeddingWithPositions, BadArgumentsThrowNamingTheOp) {
+  Var<float> w(Tensor<float>::zeros({4, 2})), p(Tensor<float>::zeros({3, 2}));
+  const char* fn = "embedding_with_positions";
+  EXPECT_THROW_WITH(embedding_with_positions(w, Ids::zeros({2, 4}), p), ShapeError,
+                    {fn, "positions is (3, 2)", "ids is (2, 4)", "P >= 4"});
+  EXPECT_THROW_WITH(embedding_with_positions(w, Ids::zeros({2, 3}), Var<float>(Tensor<float>::zeros({3, 5}))),
+                    ShapeError, {fn, "positions is (3, 5)", "weight is (4, 2)", "(P, 2)"});
+  EXPECT_THROW_WITH(embedding_with_positions(w, Ids::scalar(1), p), ShapeError, {fn, "ids is a scalar"});
+  EXPECT_THROW_WITH(embedding_with_positions(w, Ids::from({0, 5}, {1, 2}), p), ValueError,
+                    {fn, "id 5", "position (0, 1)", "V = 4"});
+  EXPECT_THROW_WITH(embedding_with_positions(w, Ids::zeros({1, 2}), p, 9), ValueError, {fn, "padding_idx is 9"});
+  EXPECT_THROW_WITH(embedding_with_positions(Var<float>(Tensor<float>::zeros({4})), Ids::zeros({1, 2}), p), ShapeError,
+                    {fn, "weight is (4)"});
 }
 
 }  // namespace embedding_test

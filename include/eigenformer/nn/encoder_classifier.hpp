@@ -61,7 +61,13 @@ struct EncoderClassifier : Module<EncoderClassifier<T>, T> {
     check_inputs(ids, padding_mask);
     AttentionMask<T> mask;
     mask.key_padding = padding_mask;
-    return encoder.forward(pos_embedding.forward(embedding.forward(ids)), mask);
+    // Token and position embeddings in one op (the same values as pos_embedding.forward(embedding.forward(ids))):
+    // the lookup alone is not kept until backward.
+    const Var<T>& positions = pos_embedding.positions();
+    Var<T> x = positions.defined()
+                   ? embedding_with_positions(embedding.weight, ids, positions, embedding.options.padding_idx)
+                   : embedding.forward(ids);
+    return encoder.forward(x, mask);
   }
 
   template <typename F>

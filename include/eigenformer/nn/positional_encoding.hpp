@@ -52,10 +52,13 @@ struct PositionalEncoding : Module<PositionalEncoding<T>, T> {
     if (Tn > options.max_len)
       throw ValueError(eigenformer::detail::concat("PositionalEncoding: sequence length ", Tn,
                                                    " exceeds the positional table's max_len ", options.max_len));
-    const Var<T>& src = options.kind == PositionalKind::learned ? weight : table;
+    const Var<T>& src = positions();
     Var<T> rows = Tn == options.max_len ? src : split(src, {Tn, options.max_len - Tn}, 0)[0];
     return add(x, rows);  // (B, T, C) + (T, C) broadcasts over the batch
   }
+
+  /// The (max_len, dim) table whose rows forward() adds: the learned weight or the sinusoids; undefined for none.
+  const Var<T>& positions() const { return options.kind == PositionalKind::learned ? weight : table; }
 
   template <typename F>
   void visit_parameters(F&& f) {
