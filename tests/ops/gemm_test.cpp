@@ -233,6 +233,52 @@ TEST(Gemm, ProductsLargeEnoughToSplitMatchTheReferenceOnTwoThreads) {
   set_num_threads(saved);
 }
 
+TEST(Gemm, PairRunsTwoProductsWithTheResultsOfTheirOwnCalls) {
+  // A backward's two gradients: dx = dz W (2048 x 256 x 1024) and dw = dz^T x (1024 x 256 x 2048), 1.07e9 flops
+  // each; the second accumulates into C and takes a bias and relu, to carry every argument through. On two
+  // threads with a BLAS they run side by side, each one whole one-thread BLAS call: the same bits as that call
+  // made alone on one thread. Small products and other thread counts fall back to gemm().
+  const Index rows = 2048, in = 256, out = 1024;
+  const std::vector<float> dz = values<float>(rows * out, 31), w = values<float>(out * in, 32),
+                           x = values<float>(rows * in, 33), bias = values<float>(in, 34), c0 = values<float>(out * in, 35);
+  auto products = [&](std::vector<float>& dx, std::vector<float>& dw) {
+    dx.assign(static_cast<std::size_t>(rows * in), 0.0f);
+    dw = c0;
+    detail::GemmProduct<float> p{rows, in, out, dz.data(), out, false, w.data(), in, false, dx.data(), in};
+    detail::GemmProduct<float> q{out, in, rows, dz.data(), out, true, x.data(), in, false, dw.data(), in, true};
+    q.epilogue.bias = bias.data();
+    q.epilogue.relu = true;
+    return std::make_pair(p, q);
+  };
+  const int saved = num_threads();
+  set_num_threads(1);
+  std::vector<float> dx1, dw1;
+  const auto [p1, q1] = products(dx1, dw1);
+  p1.run();
+  q1.run();
+  for (int threads : {2, 1}) {
+    set_num_threads(threads);
+    std::vector<float> dx2, dw2;
+    const auto [p2, q2] = products(dx2, dw2);
+    detail::gemm_pair(p2, q2);
+#ifdef EIGEN_USE_BLAS
+    EXPECT_EQ(dx2, dx1) << threads << " threads";
+    EXPECT_EQ(dw2, dw1) << threads << " threads";
+#else
+    for (std::size_t i = 0; i < dx1.size(); ++i) ASSERT_NEAR(dx2[i], dx1[i], 1e-3f) << i;
+    for (std::size_t i = 0; i < dw1.size(); ++i) ASSERT_NEAR(dw2[i], dw1[i], 1e-3f) << i;
+#endif
+  }
+  set_num_threads(2);  // below the size for side by side: one after the other, still right
+  std::vector<float> small_a(6), small_b(6);
+  const std::vector<float> ones(6, 1.0f);
+  detail::gemm_pair(detail::GemmProduct<float>{2, 3, 2, ones.data(), 2, false, ones.data(), 3, false, small_a.data(), 3},
+                    detail::GemmProduct<float>{3, 2, 2, ones.data(), 2, false, ones.data(), 2, false, small_b.data(), 2});
+  EXPECT_EQ(small_a, std::vector<float>(6, 2.0f));
+  EXPECT_EQ(small_b, std::vector<float>(6, 2.0f));
+  set_num_threads(saved);
+}
+
 TEST(Gemm, LargeProductMatchesReference) {
   // Large enough for the BLAS (in BLAS builds) and for threads.
   const Case c{301, 203, 600, false, true, false, true, true, 0};

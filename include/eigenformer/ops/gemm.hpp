@@ -43,6 +43,25 @@ template <typename T>
 void gemm(Index m, Index n, Index k, const T* a, Index lda, bool transpose_a, const T* b, Index ldb,
           bool transpose_b, T* c, Index ldc, bool accumulate, const GemmEpilogue<T>& epilogue = {});
 
+/// One gemm() call's arguments, for running two independent products together (gemm_pair).
+template <typename T>
+struct GemmProduct {
+  Index m, n, k;
+  const T* a;
+  Index lda;
+  bool transpose_a;
+  const T* b;
+  Index ldb;
+  bool transpose_b;
+  T* c;
+  Index ldc;
+  bool accumulate = false;
+  GemmEpilogue<T> epilogue = {};
+
+  double flops() const { return 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k); }
+  void run() const { gemm(m, n, k, a, lda, transpose_a, b, ldb, transpose_b, c, ldc, accumulate, epilogue); }
+};
+
 /// The Eigen path: strided maps, the transposes folded into the product expression.
 template <typename T>
 void gemm_eigen(Index m, Index n, Index k, const T* a, Index lda, bool transpose_a, const T* b, Index ldb,
@@ -163,6 +182,34 @@ bool gemm_blas_split(Index m, Index n, Index k, const T* a, Index lda, bool tran
 #endif
 }
 #endif  // EIGEN_USE_BLAS
+
+/// Two independent products (neither reads what the other writes). On exactly two threads with a one-thread BLAS,
+/// when both are large (kBlasSplitMinFlops each), they run at once, each a whole one-thread BLAS call on its own
+/// thread: where gemm() would split each across the two threads and every piece would repack the operand the
+/// pieces share. A backward's input and weight gradients are such a pair, of equal size. Otherwise (other thread
+/// counts, small products, no BLAS) one after the other through gemm().
+template <typename T>
+void gemm_pair(const GemmProduct<T>& p, const GemmProduct<T>& q) {
+#if defined(EIGEN_USE_BLAS) && defined(_OPENMP)
+  auto blas_ok = [](const GemmProduct<T>& g) {
+    return g.m > 0 && g.n > 0 && g.flops() >= kBlasSplitMinFlops &&
+           blas_can_run<T>(g.m, g.n, g.k, g.lda, g.ldb, g.ldc);
+  };
+  if (!in_parallel_region() && num_threads() == 2 && blas_num_threads() == 1 && blas_ok(p) && blas_ok(q)) {
+    const GemmProduct<T>* both[2] = {&p, &q};
+    // A loop rather than one branch per thread number: if OpenMP gives fewer threads, one runs both.
+#pragma omp parallel for schedule(static, 1) num_threads(2)
+    for (int i = 0; i < 2; ++i) {
+      const GemmProduct<T>& g = *both[i];
+      gemm_blas(g.m, g.n, g.k, g.a, g.lda, g.transpose_a, g.b, g.ldb, g.transpose_b, g.c, g.ldc, g.accumulate,
+                g.epilogue);
+    }
+    return;
+  }
+#endif
+  p.run();
+  q.run();
+}
 
 /// Products below this many flops skip the packed kernel: packing costs more than it saves there, and Eigen's
 /// product is faster (ops_bench BM_gemm_kernel: 0.64 against 0.88 us at 8 x 32 x 96, 4x faster at 4 x 8 x 4; the

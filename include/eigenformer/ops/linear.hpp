@@ -66,17 +66,24 @@ Var<T> linear_op(const char* fn, const Var<T>& x, const Var<T>& weight, const Va
         }
       });
     }
-    if (x.requires_grad()) {
-      Tensor<T> dx = Tensor<T>::empty(x.shape());  // dz W
-      gemm(rows, in, out_features, dz.data(), out_features, false, weight.value().data(), in, false, dx.data(), in,
-           false);
-      x.accumulate_grad(std::move(dx));
+    const bool need_dx = x.requires_grad(), need_dw = weight.requires_grad();
+    Tensor<T> dx = need_dx ? Tensor<T>::empty(x.shape()) : Tensor<T>();
+    Tensor<T> dw = need_dw ? Tensor<T>::empty(weight.shape()) : Tensor<T>();
+    // dx = dz W; dw = dz^T x, one GEMM summing over every leading dimension. Equal in size and independent: on
+    // two threads they run side by side (gemm_pair).
+    const GemmProduct<T> dx_product{rows, in, out_features, dz.data(), out_features, false,
+                                    weight.value().data(), in, false, dx.data(), in};
+    const GemmProduct<T> dw_product{out_features, in, rows, dz.data(), out_features, true,
+                                    x.value().data(), in, false, dw.data(), in};
+    if (need_dx && need_dw) {
+      gemm_pair(dx_product, dw_product);
+    } else if (need_dx) {
+      dx_product.run();
+    } else if (need_dw) {
+      dw_product.run();
     }
-    if (weight.requires_grad()) {
-      Tensor<T> dw = Tensor<T>::empty(weight.shape());  // dz^T x: one GEMM sums over every leading dimension
-      gemm(out_features, in, rows, dz.data(), out_features, true, x.value().data(), in, false, dw.data(), in, false);
-      weight.accumulate_grad(std::move(dw));
-    }
+    if (need_dx) x.accumulate_grad(std::move(dx));
+    if (need_dw) weight.accumulate_grad(std::move(dw));
     if (bias.defined() && bias.requires_grad()) {
       Tensor<T> db = Tensor<T>::empty(bias.shape());
       column_sums(dz.data(), rows, out_features, db.data());
