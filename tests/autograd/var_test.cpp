@@ -88,6 +88,17 @@ TEST(Var, LeavesHoldTheirValueAndNoGradient) {
   EXPECT_TRUE(b.set_requires_grad(true).requires_grad());
 }
 
+TEST(Var, GradToAccumulateIsTheGradientWhenNothingElseSharesIt) {
+  Var<double> x = leaf({1, 2});
+  EXPECT_EQ(x.grad_to_accumulate(), nullptr);  // no gradient yet
+  sum_all(x).backward();
+  double* g = x.grad_to_accumulate();
+  ASSERT_NE(g, nullptr);
+  EXPECT_EQ(g, x.grad().data());
+  const Tensor<double> held = x.grad();  // a user's handle on the gradient: writing into it would change `held`
+  EXPECT_EQ(x.grad_to_accumulate(), nullptr);
+}
+
 TEST(Var, UndefinedVarThrowsAutogradErrorOnUse) {
   const Var<double> u;
   EXPECT_FALSE(u.defined());

@@ -135,6 +135,23 @@ TEST(LinearRelu, PassesGradcheckAndMatchesReluOfLinear) {
   EXPECT_THROW_WITH(linear_relu(x, Var<float>(Tensor<float>::zeros({3, 4}))), ShapeError, {"linear_relu", "(37, 45)"});
 }
 
+TEST(Linear, AddsTheInputGradientIntoAGradientAlreadyThere) {
+  // x feeds two linears and a square: whichever backward runs second finds x's gradient and adds dz W into it.
+  // A leaf's gradient kept from an earlier backward is added to the same way.
+  Var<double> x = random_var({3, 4}, 80), w1 = random_var({5, 4}, 81), w2 = random_var({2, 4}, 82), b = random_var({5}, 83);
+  EXPECT_GRADCHECK([](const Inputs& v) { return add(linear(v[0], v[1], v[2]), linear(v[0], v[1])); },
+                   Inputs{x, w1, b});
+  Var<double> square = random_var({4, 4}, 85);
+  EXPECT_GRADCHECK([](const Inputs& v) { return add(mul(v[0], v[0]), linear_relu(v[0], v[1])); }, Inputs{x, square});
+  const Tensor<double> dy = eigenformer::testing::random_tensor({3, 2}, 84).cast<double>();
+  x.zero_grad();
+  linear(x, w2).backward(dy);
+  Tensor<double> twice = x.grad().clone();
+  twice *= 2.0;
+  linear(x, w2).backward(dy);
+  EXPECT_TRUE(x.grad().allclose(twice, 1e-14, 1e-14));
+}
+
 TEST(LinearRelu, MasksTheOutputGradientInPlaceOnlyWhenNothingElseHoldsIt) {
   // add() hands the same gradient buffer to both of its inputs: whichever backward runs first must not mask the
   // buffer the other still reads (both orders), while the last one may.

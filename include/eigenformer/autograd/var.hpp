@@ -218,6 +218,12 @@ class Var {
   bool has_grad() const { return node().grad.defined(); }
   /// grad += g (g must have the value's shape); called by backward functions.
   void accumulate_grad(Tensor<T> g) const { node().accumulate(std::move(g)); }
+  /// The gradient's elements when a gradient exists and no other tensor shares its buffer, else null: a backward
+  /// may add its result straight into them (what accumulate_grad does, without a temporary of the same size).
+  T* grad_to_accumulate() const {
+    detail::Node<T>& n = node();
+    return n.grad.defined() && n.grad.is_unique() ? n.grad.data() : nullptr;
+  }
   /// Clears the gradient: drops it (set_to_none, PyTorch's default) or fills it with zeros.
   void zero_grad(bool set_to_none = true) const {
     if (set_to_none)

@@ -67,12 +67,16 @@ Var<T> linear_op(const char* fn, const Var<T>& x, const Var<T>& weight, const Va
       });
     }
     const bool need_dx = x.requires_grad(), need_dw = weight.requires_grad();
-    Tensor<T> dx = need_dx ? Tensor<T>::empty(x.shape()) : Tensor<T>();
+    // dx = dz W, added straight into x's gradient when it has one of its own (in a transformer block the residual
+    // path's gradient arrives first); else a new tensor.
+    T* const dx_into = need_dx ? x.grad_to_accumulate() : nullptr;
+    Tensor<T> dx = need_dx && !dx_into ? Tensor<T>::empty(x.shape()) : Tensor<T>();
     Tensor<T> dw = need_dw ? Tensor<T>::empty(weight.shape()) : Tensor<T>();
-    // dx = dz W; dw = dz^T x, one GEMM summing over every leading dimension. Equal in size and independent: on
+    // dw = dz^T x, one GEMM summing over every leading dimension. The two are equal in size and independent: on
     // two threads they run side by side (gemm_pair).
     const GemmProduct<T> dx_product{rows, in, out_features, dz.data(), out_features, false,
-                                    weight.value().data(), in, false, dx.data(), in};
+                                    weight.value().data(), in, false, dx_into ? dx_into : dx.data(), in,
+                                    dx_into != nullptr};
     const GemmProduct<T> dw_product{out_features, in, rows, dz.data(), out_features, true,
                                     x.value().data(), in, false, dw.data(), in};
     if (need_dx && need_dw) {
@@ -82,7 +86,7 @@ Var<T> linear_op(const char* fn, const Var<T>& x, const Var<T>& weight, const Va
     } else if (need_dw) {
       dw_product.run();
     }
-    if (need_dx) x.accumulate_grad(std::move(dx));
+    if (need_dx && !dx_into) x.accumulate_grad(std::move(dx));
     if (need_dw) weight.accumulate_grad(std::move(dw));
     if (bias.defined() && bias.requires_grad()) {
       Tensor<T> db = Tensor<T>::empty(bias.shape());
