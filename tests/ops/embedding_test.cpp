@@ -122,6 +122,11 @@ TEST(EmbeddingWithPositions, BadArgumentsThrowNamingTheOp) {
   EXPECT_THROW_WITH(embedding_with_positions(w, Ids::zeros({1, 2}), p, 9), ValueError, {fn, "padding_idx is 9"});
   EXPECT_THROW_WITH(embedding_with_positions(Var<float>(Tensor<float>::zeros({4})), Ids::zeros({1, 2}), p), ShapeError,
                     {fn, "weight is (4)"});
+  EXPECT_THROW_WITH(embedding_with_positions(w, Ids::zeros({1, 2}), Var<float>()), ValueError,
+                    {fn, "positions is an undefined Var"});
+  EXPECT_THROW_WITH(embedding_with_positions(Var<float>(), Ids::zeros({1, 2}), p), ValueError,
+                    {fn, "weight is an undefined Var"});
+  EXPECT_THROW_WITH(embedding(Var<float>(), Ids::zeros({1, 2})), ValueError, {"embedding", "weight is an undefined Var"});
 }
 
 }  // namespace embedding_test

@@ -15,6 +15,8 @@ namespace detail {
 /// Throws unless weight is (V, C), padding_idx is -1 or a row of it, and every id is in [0, V); fn names the op.
 template <typename T>
 void check_embedding(const char* fn, const Var<T>& weight, const Tensor<std::int64_t>& ids, Index padding_idx) {
+  if (!weight.defined())
+    throw ValueError(concat(fn, ": weight is an undefined Var, expected (num_embeddings, embedding_dim)"));
   if (weight.dim() != 2)
     throw ShapeError(concat(fn, ": weight is ", to_string(weight.shape()), ", expected (num_embeddings, embedding_dim)"));
   const Index v = weight.shape()[0];
@@ -88,6 +90,8 @@ Var<T> embedding_with_positions(const Var<T>& weight, const Tensor<std::int64_t>
   if (ids.dim() == 0)
     throw ShapeError(detail::concat(fn, ": ids is a scalar, expected at least one axis (positions run along the last)"));
   const Index steps = ids.shape().back();
+  if (!positions.defined())
+    throw ValueError(detail::concat(fn, ": positions is an undefined Var, expected a (P, ", c, ") table"));
   if (positions.dim() != 2 || positions.shape()[1] != c || positions.shape()[0] < steps)
     throw ShapeError(detail::concat(fn, ": positions is ", to_string(positions.shape()), ", weight is ",
                                     to_string(weight.shape()), ", ids is ", to_string(ids.shape()), ", expected (P, ", c,
