@@ -8,6 +8,7 @@
 #include <cmath>
 #include <memory>
 #include <thread>
+#include <vector>
 
 #include "eigenformer/ops/elementwise.hpp"
 #include "support/test_support.hpp"
@@ -88,15 +89,56 @@ TEST(Var, LeavesHoldTheirValueAndNoGradient) {
   EXPECT_TRUE(b.set_requires_grad(true).requires_grad());
 }
 
-TEST(Var, GradToAccumulateIsTheGradientWhenNothingElseSharesIt) {
+TEST(Var, GradToAccumulateIsAnOpResultsUnsharedGradient) {
   Var<double> x = leaf({1, 2});
   EXPECT_EQ(x.grad_to_accumulate(), nullptr);  // no gradient yet
   sum_all(x).backward();
-  double* g = x.grad_to_accumulate();
-  ASSERT_NE(g, nullptr);
-  EXPECT_EQ(g, x.grad().data());
-  const Tensor<double> held = x.grad();  // a user's handle on the gradient: writing into it would change `held`
-  EXPECT_EQ(x.grad_to_accumulate(), nullptr);
+  ASSERT_TRUE(x.has_grad());
+  EXPECT_EQ(x.grad_to_accumulate(), nullptr);  // a leaf's gradient changes only through accumulate_grad
+
+  // An op result, seen from the backward of the op that consumes it.
+  const Var<double> h = mul(x, x);
+  double* before = nullptr;
+  double* unique = nullptr;
+  double* grad_data = nullptr;
+  double* shared = nullptr;
+  Var<double> probe(h.value().clone(), {h}, "probe");
+  probe.on_backward([&, h](const Tensor<double>& dy) {
+    before = h.grad_to_accumulate();  // no gradient yet
+    h.accumulate_grad(dy.clone());
+    unique = h.grad_to_accumulate();
+    grad_data = Var<double>(h).grad().data();
+    const Tensor<double> held = h.grad();  // another handle on the buffer: writing into it would change `held`
+    shared = h.grad_to_accumulate();
+  });
+  x.zero_grad();
+  sum_all(probe).backward();
+  EXPECT_EQ(before, nullptr);
+  ASSERT_NE(unique, nullptr);
+  EXPECT_EQ(unique, grad_data);
+  EXPECT_EQ(shared, nullptr);
+  EXPECT_TRUE(x.grad().allclose(Tensor<double>::from({2.0, 4.0}), 0.0, 0.0));  // d(x^2)/dx = 2x
+}
+
+TEST(Var, BackwardFromSeveralThreadsSumsIntoSharedLeaves) {
+  // Every thread builds its own graphs over the same leaves: w gets the sum of all their gradients, c (no grad)
+  // none. Run under ThreadSanitizer by .ci/run.
+  Var<double> w = leaf({0.5, -1.0, 2.0});
+  const Var<double> c = leaf({1.0, 1.0, 1.0}, false);
+  constexpr int kThreads = 4, kSteps = 200;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t)
+    threads.emplace_back([&] {
+      for (int step = 0; step < kSteps; ++step) {
+        sum_all(mul(add(w, c), w)).backward();  // (w + 1) w: gradient 2w + 1
+        w.backward(Tensor<double>::ones({3}));   // a leaf as the output: its seed is its gradient
+      }
+    });
+  for (auto& th : threads) th.join();
+  // 2w + 2 per step, small integers: every order of the additions gives the same, exact sum.
+  const double n = kThreads * kSteps;
+  EXPECT_TRUE(w.grad().allclose(Tensor<double>::from({3.0 * n, 0.0, 6.0 * n}), 0.0, 0.0));
+  EXPECT_FALSE(c.has_grad());
 }
 
 TEST(Var, UndefinedVarThrowsAutogradErrorOnUse) {

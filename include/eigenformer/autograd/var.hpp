@@ -4,6 +4,12 @@
 // tensors). backward() finds a topological order iteratively (no recursion: deep graphs must not overflow the
 // stack), runs each node's backward once in reverse order and accumulates (+=) into every leaf that requires
 // grad, then frees the graph unless asked to retain it (torch.Tensor.backward semantics).
+//
+// Threads: several threads may each build a graph and run backward at the same time over the same leaves (a
+// model's parameters): the engine never marks or writes a leaf except through accumulate_grad, which adds under a
+// lock, so each leaf's gradient ends as the sum of every thread's contribution (in the order they arrive). A
+// graph's own nodes (op results) belong to the thread that runs its backward; optimizer steps and zero_grad must
+// not overlap a backward.
 #pragma once
 
 #include <algorithm>
@@ -15,6 +21,7 @@
 #include <vector>
 
 #include "eigenformer/autograd/grad_mode.hpp"
+#include "eigenformer/core/address_lock.hpp"
 #include "eigenformer/core/error.hpp"
 #include "eigenformer/core/small_object_pool.hpp"
 #include "eigenformer/tensor/tensor.hpp"
@@ -133,12 +140,23 @@ struct Node {
   /// grad += g. The first gradient takes over g's buffer when nothing else shares it, and a non-leaf's even when
   /// something does: a non-leaf gradient is only ever read (by this node's backward, once), and a later += into a
   /// shared buffer writes a new one (copy on write). A leaf's gradient goes to users and optimizers, who may change
-  /// it in place: it always owns its buffer.
+  /// it in place: it always owns its buffer. Into a leaf, under its lock (backward may run on several threads over
+  /// graphs that share leaves).
   void accumulate(Tensor<T>&& g) {
     if (g.shape() != value.shape())
       throw AutogradError(detail::concat("accumulate_grad: gradient is ", to_string(g.shape()), ", expected ",
                                          to_string(value.shape()), ", the shape of ",
                                          is_leaf ? std::string("a leaf") : detail::concat("the output of ", op)));
+    if (is_leaf) {
+      std::lock_guard<std::mutex> lock(address_lock(this));
+      add(std::move(g));
+    } else {
+      add(std::move(g));
+    }
+  }
+
+ private:
+  void add(Tensor<T>&& g) {
     if (!grad.defined()) {
       grad = g.is_unique() || !is_leaf ? std::move(g) : g.clone();
     } else if (grad.is_unique()) {
@@ -218,11 +236,13 @@ class Var {
   bool has_grad() const { return node().grad.defined(); }
   /// grad += g (g must have the value's shape); called by backward functions.
   void accumulate_grad(Tensor<T> g) const { node().accumulate(std::move(g)); }
-  /// The gradient's elements when a gradient exists and no other tensor shares its buffer, else null: a backward
-  /// may add its result straight into them (what accumulate_grad does, without a temporary of the same size).
+  /// The gradient's elements when this is an op result (not a leaf) whose gradient exists and shares its buffer
+  /// with no other tensor, else null: a backward may add its result straight into them (what accumulate_grad does,
+  /// without a temporary of the same size). Null for leaves: their gradients change only through accumulate_grad,
+  /// under a lock, since other threads' backward passes may be adding into them.
   T* grad_to_accumulate() const {
     detail::Node<T>& n = node();
-    return n.grad.defined() && n.grad.is_unique() ? n.grad.data() : nullptr;
+    return !n.is_leaf && n.grad.defined() && n.grad.is_unique() ? n.grad.data() : nullptr;
   }
   /// Clears the gradient: drops it (set_to_none, PyTorch's default) or fills it with zeros.
   void zero_grad(bool set_to_none = true) const {
@@ -254,8 +274,7 @@ class Var {
                                  " was already freed by a previous backward; pass retain_graph = true to the first"));
     detail::NodeList<T> order = topological_order();
     node_->accumulate(seed.clone());
-    for (auto& n : order) {  // outputs first
-      if (n->is_leaf) continue;
+    for (auto& n : order) {  // outputs first; op results only
       if (n->freed)
         throw AutogradError(detail::concat("backward: reached the output of ", n->op,
                                    ", whose graph was already freed by a previous backward"));
@@ -302,11 +321,14 @@ class Var {
     return *node_;
   }
 
-  /// Nodes reachable from this one through parents, each after all of its consumers (reverse post-order of an
-  /// iterative depth-first search).
+  /// The op results reachable from this one through parents, each after all of its consumers (reverse post-order
+  /// of an iterative depth-first search).
   detail::NodeList<T> topological_order() const {
     // Owning pointers: freeing a node's parents during backward must not destroy nodes still to be visited.
     detail::NodeList<T> post;
+    // Leaves are left out: backward runs nothing for them, and other threads' backward passes may be visiting
+    // the same leaves, so their marks are not touched.
+    if (node_->is_leaf) return post;
     using Entry = std::pair<detail::NodePtr<T>, std::size_t>;
     std::vector<Entry, detail::PoolAllocator<Entry>> stack;
     stack.emplace_back(node_, 0);
@@ -315,7 +337,7 @@ class Var {
       auto& top = stack.back();
       if (top.second < top.first->parents.size()) {
         const std::shared_ptr<detail::Node<T>>& p = top.first->parents[top.second++];
-        if (!p->visit_mark) {
+        if (!p->is_leaf && !p->visit_mark) {
           p->visit_mark = true;
           stack.emplace_back(p, 0);  // may reallocate: 'top' is not used after this
         }

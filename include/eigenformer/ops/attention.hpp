@@ -6,9 +6,11 @@
 
 #include <cmath>
 #include <limits>
+#include <mutex>
 #include <vector>
 
 #include "eigenformer/autograd/var.hpp"
+#include "eigenformer/core/address_lock.hpp"
 #include "eigenformer/core/parallel.hpp"
 #include "eigenformer/ops/gemm.hpp"
 
@@ -183,12 +185,14 @@ void check_attention_mask_and_options(const char* fn, Index B, Index Tq, Index S
 }
 
 /// The dropout factors (0 or 1 / (1 - p)) for probabilities of shape ps, drawn serially from one generator before
-/// any parallel part (reproducible for any thread count); undefined when dropout is off.
+/// any parallel part (reproducible for any thread count); undefined when dropout is off. The generator is locked
+/// while drawing: threads running one module's forward at once share it.
 template <typename T>
 Tensor<T> attention_dropout_keep(const Shape& ps, const AttentionOptions<T>& opt) {
   if (!(opt.dropout > 0)) return Tensor<T>();
   Tensor<T> keep = Tensor<T>::empty(ps);
   const T keep_scale = opt.dropout >= 1 ? T(0) : T(1) / (T(1) - opt.dropout);
+  std::lock_guard<std::mutex> lock(address_lock(opt.gen));
   for (Index i = 0; i < keep.numel(); ++i) {
     const double u = static_cast<double>((*opt.gen)() >> 11) * 0x1.0p-53;
     keep[i] = u < static_cast<double>(opt.dropout) ? T(0) : keep_scale;

@@ -1,9 +1,11 @@
 // Inverted dropout with an explicit random engine (Srivastava et al. 2014; torch.nn.functional.dropout).
 #pragma once
 
+#include <mutex>
 #include <utility>
 
 #include "eigenformer/autograd/var.hpp"
+#include "eigenformer/core/address_lock.hpp"
 
 namespace eigenformer {
 
@@ -24,6 +26,7 @@ Var<T> dropout(const Var<T>& x, T p, bool training, Generator& gen) {
   } else {
     const T keep_scale = T(1) / (T(1) - p);
     const double drop_below = static_cast<double>(p);
+    std::lock_guard<std::mutex> lock(detail::address_lock(&gen));  // threads running one module at once share gen
     for (Index i = 0; i < n; ++i) {
       const double u = static_cast<double>(gen() >> 11) * 0x1.0p-53;  // uniform in [0, 1) from the top 53 bits
       pm[i] = u < drop_below ? T(0) : keep_scale;

@@ -116,13 +116,11 @@ Var<T> narrow_var(const char* fn, const Var<T>& x, Index a, Index start, Index l
   Var<T> y(std::move(out), {x}, fn);
   y.on_backward([x, b, row, stride, offset](const Tensor<T>& dy) {
     const T* pdy = dy.data();
-    if (x.has_grad() && x.grad().is_unique()) {
+    if (T* into = x.grad_to_accumulate()) {
       // Add in place: the same += accumulate_grad would do, without a zero tensor of x's full size per slice
       // (split into q, k, v would otherwise build three).
-      Var<T> target = x;
-      T* pg = target.grad().data();
       for (Index o = 0; o < b.outer; ++o)
-        for (Index j = 0; j < row; ++j) pg[o * stride + offset + j] += pdy[o * row + j];
+        for (Index j = 0; j < row; ++j) into[o * stride + offset + j] += pdy[o * row + j];
     } else {
       Tensor<T> g = Tensor<T>::zeros(x.shape());
       T* pg = g.data();
