@@ -126,6 +126,7 @@ struct Config {
   const char* name;
   int threads;
   float dropout;
+  nn::BatchSplit split = nn::BatchSplit::automatic;  // automatic does not split a model this small
 };
 
 class SteadyState : public ::testing::TestWithParam<Config> {};
@@ -148,6 +149,7 @@ TEST_P(SteadyState, TrainingStepAndInferenceAllocateNothing) {
   o.max_len = 64;
   o.positional = nn::PositionalKind::learned;
   o.num_classes = 2;
+  o.batch_split = cfg.split;
   nn::EncoderClassifier<float> model(o);
   model.train();
   optim::Adam<float> opt(model.named_parameters());
@@ -182,7 +184,11 @@ TEST_P(SteadyState, TrainingStepAndInferenceAllocateNothing) {
 
 INSTANTIATE_TEST_SUITE_P(Allocation, SteadyState,
                          ::testing::Values(Config{"one_thread", 1, 0.0f}, Config{"two_threads", 2, 0.0f},
-                                           Config{"dropout_two_threads", 2, 0.1f}),
+                                           Config{"dropout_two_threads", 2, 0.1f},
+                                           // inference with the batch split across the threads
+                                           Config{"batch_split_two_threads", 2, 0.0f, nn::BatchSplit::always},
+                                           Config{"batch_split_dropout_two_threads", 2, 0.1f,
+                                                  nn::BatchSplit::always}),
                          [](const ::testing::TestParamInfo<Config>& info) { return std::string(info.param.name); });
 
 }  // namespace

@@ -154,6 +154,92 @@ TEST(EncoderClassifier, VariantsPassGradcheck) {
   }
 }
 
+// Sets eigenformer's thread count for a scope.
+class ThreadCount {
+ public:
+  explicit ThreadCount(int n) : previous_(num_threads()) { set_num_threads(n); }
+  ~ThreadCount() { set_num_threads(previous_); }
+
+ private:
+  int previous_;
+};
+
+TEST(EncoderClassifier, BatchSplitInferenceGivesTheUnsplitLogits) {
+  ThreadCount threads(2);
+  auto o = seed_options();
+  o.max_len = 16;
+  o.positional = nn::PositionalKind::learned;
+  // Five sequences: parts of two and three rows, padding in both.
+  Tensor<std::int64_t> ids = Tensor<std::int64_t>::empty({5, 16});
+  for (Index i = 0; i < ids.numel(); ++i) ids[i] = (i * 7) % 50;
+  Tensor<bool> pad = Tensor<bool>::zeros({5, 16});
+  pad(4, 15) = pad(1, 14) = true;
+  auto logits = [&](nn::BatchSplit split, bool training) {
+    auto v = o;
+    v.batch_split = split;
+    v.dropout = training ? 0.0f : 0.1f;  // dropout only matters in training
+    nn::EncoderClassifier<float> model(v);
+    model.train(training);
+    NoGradGuard no_grad;
+#ifdef _OPENMP
+    EXPECT_EQ(model.batch_parts(ids), split == nn::BatchSplit::always ? 2 : 1);
+#endif
+    const Var<float> y = model.forward(ids, pad);
+    EXPECT_TRUE(y.is_leaf());
+    EXPECT_FALSE(y.requires_grad());
+    EXPECT_FALSE(is_grad_enabled());  // the caller's mode is kept
+    return y.value();
+  };
+  for (bool training : {false, true}) {
+    const Tensor<float> unsplit = logits(nn::BatchSplit::never, training);
+    const Tensor<float> split = logits(nn::BatchSplit::always, training);
+    EXPECT_EQ(split.shape(), (Shape{5, 2}));
+    EXPECT_TRUE(split.allclose(unsplit, 1e-6, 1e-7)) << training;
+  }
+  EXPECT_TRUE(is_grad_enabled());
+}
+
+TEST(EncoderClassifier, BatchSplitOnlyWhereItPays) {
+  ThreadCount threads(2);
+  Tensor<std::int64_t> ids = Tensor<std::int64_t>::zeros({8, 128});
+  auto o = seed_options();
+  o.max_len = 128;
+  o.d_model = 128;
+  o.nhead = 2;
+  o.dim_feedforward = 512;
+  o.dropout = 0.0f;
+  nn::EncoderClassifier<float> small_weights(o);
+  EXPECT_EQ(small_weights.batch_parts(ids), 1);  // a graph is being recorded: never split
+  NoGradGuard no_grad;
+#ifdef _OPENMP
+  EXPECT_EQ(small_weights.batch_parts(ids), 2);  // tiny's shapes: each part does about 5e8 flops
+#endif
+  EXPECT_EQ(small_weights.batch_parts(Tensor<std::int64_t>::zeros({2, 4})), 1);    // too little work
+  EXPECT_EQ(small_weights.batch_parts(Tensor<std::int64_t>::zeros({1, 128})), 1);  // one sequence
+  {
+    ThreadCount one(1);
+    EXPECT_EQ(small_weights.batch_parts(ids), 1);
+  }
+  auto large = o;
+  large.d_model = 640;  // in_proj_weight (1920, 640): 4.7 MiB
+  large.nhead = 4;
+  large.num_layers = 1;
+  large.max_len = 8;
+  EXPECT_EQ(nn::EncoderClassifier<float>(large).batch_parts(Tensor<std::int64_t>::zeros({64, 8})), 1);
+  auto never = o;
+  never.batch_split = nn::BatchSplit::never;
+  EXPECT_EQ(nn::EncoderClassifier<float>(never).batch_parts(ids), 1);
+  auto dropout = o;
+  dropout.dropout = 0.1f;
+  nn::EncoderClassifier<float> with_dropout(dropout);
+  with_dropout.train();
+  EXPECT_EQ(with_dropout.batch_parts(ids), 1);  // masks as in the unsplit batch
+#ifdef _OPENMP
+  with_dropout.eval();
+  EXPECT_EQ(with_dropout.batch_parts(ids), 2);
+#endif
+}
+
 TEST(EncoderClassifier, BadIdsAndLengthsThrowNamingIdPositionAndLimit) {
   auto o = seed_options();
   o.max_len = 4;

@@ -3,14 +3,22 @@
 // (embedding.weight, pos_embedding.weight, encoder.layers.N.*, encoder.norm.*, classifier.0.*, classifier.1.*).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <exception>
+#include <vector>
 
+#include "eigenformer/core/parallel.hpp"
+#include "eigenformer/core/small_object_pool.hpp"
 #include "eigenformer/nn/classifier_head.hpp"
 #include "eigenformer/nn/embedding.hpp"
 #include "eigenformer/nn/encoder.hpp"
 #include "eigenformer/nn/positional_encoding.hpp"
 
 namespace eigenformer::nn {
+
+/// Whether EncoderClassifier::forward runs parts of the batch on threads of their own (see Options::batch_split).
+enum class BatchSplit { automatic, never, always };
 
 /// ids (B, T) -> logits (B, num_classes).
 template <typename T = float>
@@ -33,6 +41,14 @@ struct EncoderClassifier : Module<EncoderClassifier<T>, T> {
     Index num_classes = 2;
     Index padding_idx = -1;  // an embedding row kept at zero and never trained; -1: none
     std::uint64_t seed = 0;  // initialization and dropout streams
+    /// On more than one thread, a forward without a graph (under NoGradGuard: inference) may give each thread
+    /// whole sequences of the batch, the forward of its part running on that thread alone, instead of running the
+    /// batch's ops one after another, each split across the threads. Never while dropout is active (the masks
+    /// stay those of the unsplit batch) or inside a parallel region. automatic: when each part is large enough to
+    /// pay for a fork (5e7 flops) and the largest weight matrix is at most 4 MiB: with larger weights every thread
+    /// reading all of them costs more than it saves (at two threads, tiny and mini of model_bench run faster
+    /// split, base-layer slower). The logits equal the unsplit forward's up to rounding.
+    BatchSplit batch_split = BatchSplit::automatic;
   };
 
   EncoderClassifier() = default;
@@ -53,12 +69,36 @@ struct EncoderClassifier : Module<EncoderClassifier<T>, T> {
 
   /// ids (B, T) in [0, vocab_size); padding_mask (B, T), true = padding (optional). Returns logits (B, classes).
   Var<T> forward(const Tensor<std::int64_t>& ids, const Tensor<bool>& padding_mask = {}) {
-    return head.forward(encode(ids, padding_mask), padding_mask);
+    check_inputs(ids, padding_mask);
+    const Index parts = batch_parts(ids);
+    if (parts > 1) return forward_split(ids, padding_mask, parts);
+    return head.forward(encode_checked(ids, padding_mask), padding_mask);
   }
 
   /// The encoder output (B, T, d_model).
   Var<T> encode(const Tensor<std::int64_t>& ids, const Tensor<bool>& padding_mask = {}) {
     check_inputs(ids, padding_mask);
+    return encode_checked(ids, padding_mask);
+  }
+
+  /// Into how many parts forward splits a batch of these ids (1: not split); see Options::batch_split.
+  Index batch_parts(const Tensor<std::int64_t>& ids) const {
+    const Index threads = std::min<Index>(num_threads(), ids.size(0));
+    if (threads < 2 || options.batch_split == BatchSplit::never || eigenformer::detail::in_parallel_region() ||
+        is_grad_enabled())
+      return 1;
+    if (this->is_training() && options.dropout > T(0)) return 1;
+    if (options.batch_split == BatchSplit::always) return threads;
+    const double C = double(options.d_model), F = double(options.dim_feedforward);
+    const double tokens = double(ids.size(0) / threads) * double(ids.size(1));
+    const double flops = 2 * tokens * (4 * C * C + 2 * C * F + 2 * double(ids.size(1)) * C) * double(options.num_layers);
+    const double largest_weight = std::max(3 * C * C, C * F) * double(sizeof(T));
+    return flops >= 5e7 && largest_weight <= double(4 << 20) ? threads : 1;
+  }
+
+ private:
+  /// encode() after check_inputs.
+  Var<T> encode_checked(const Tensor<std::int64_t>& ids, const Tensor<bool>& padding_mask) {
     AttentionMask<T> mask;
     mask.key_padding = padding_mask;
     // Token and position embeddings in one op (the same values as pos_embedding.forward(embedding.forward(ids))):
@@ -70,6 +110,43 @@ struct EncoderClassifier : Module<EncoderClassifier<T>, T> {
     return encoder.forward(x, mask);
   }
 
+  /// forward without a graph on `parts` threads, each running the encoder and head on consecutive whole sequences
+  /// of the batch and writing its rows of the logits. Every tensor a part makes is freed on the thread that made
+  /// it, so the per-thread pools of small blocks stay balanced (no allocation in the steady state).
+  Var<T> forward_split(const Tensor<std::int64_t>& ids, const Tensor<bool>& padding_mask, Index parts) {
+    using ErrorList = std::vector<std::exception_ptr, eigenformer::detail::PoolAllocator<std::exception_ptr>>;
+    const Index B = ids.size(0), L = ids.size(1), classes = options.num_classes;
+    Tensor<T> y = Tensor<T>::empty({B, classes});
+    ErrorList errors(static_cast<std::size_t>(parts));
+    auto run_part = [&](Index p) {
+      const Index b0 = p * B / parts, rows = (p + 1) * B / parts - b0;
+      Tensor<std::int64_t> part_ids = Tensor<std::int64_t>::empty({rows, L});
+      std::copy_n(ids.data() + b0 * L, rows * L, part_ids.data());
+      Tensor<bool> part_mask;
+      if (padding_mask.defined()) {
+        part_mask = Tensor<bool>::empty({rows, L});
+        std::copy_n(padding_mask.data() + b0 * L, rows * L, part_mask.data());
+      }
+      NoGradGuard no_grad;  // the mode is per thread: the caller's (off) for every part
+      const Var<T> logits = head.forward(encode_checked(part_ids, part_mask), part_mask);
+      std::copy_n(logits.value().data(), rows * classes, y.data() + b0 * classes);
+    };
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(static_cast<int>(parts)) schedule(static, 1)
+#endif
+    for (Index p = 0; p < parts; ++p) {
+      try {
+        run_part(p);
+      } catch (...) {
+        errors[static_cast<std::size_t>(p)] = std::current_exception();
+      }
+    }
+    for (const auto& e : errors)
+      if (e) std::rethrow_exception(e);
+    return Var<T>(std::move(y));
+  }
+
+ public:
   template <typename F>
   void visit_parameters(F&& f) {
     embedding.visit_parameters(detail::prefixed("embedding.", f));
