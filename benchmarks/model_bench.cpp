@@ -6,6 +6,7 @@
 //
 // BM_train_step/<config>/threads:N   forward, cross-entropy, backward, Adam step, zero_grad
 // BM_inference/<config>/threads:N    eval-mode forward under NoGradGuard (no graph)
+// BM_inference_unsplit/<config>/threads:2   the same with Options::batch_split = never
 // BM_fma_peak                        FP32 fused multiply-adds on independent SIMD registers, one thread
 // Counters: tokens/s (B * T per iteration) and GFLOP/s with per-layer forward FLOPs
 //   QKV 2*M*C*3C + out-proj 2*M*C*C + FFN 2*2*M*C*F + QK^T 2*B*T^2*C + PV 2*B*T^2*C (M = B*T), training = 3x.
@@ -43,8 +44,9 @@ double forward_flops(const Config& c) {
   return per_layer * double(c.layers);
 }
 
-nn::EncoderClassifier<float> make_model(const Config& c) {
+nn::EncoderClassifier<float> make_model(const Config& c, nn::BatchSplit split = nn::BatchSplit::automatic) {
   nn::EncoderClassifier<float>::Options o;
+  o.batch_split = split;
   o.vocab_size = c.vocab;
   o.max_len = c.seq;
   o.d_model = c.d_model;
@@ -89,9 +91,9 @@ void BM_train_step(benchmark::State& state, Config c, int threads) {
   set_counters(state, c, 3 * forward_flops(c));
 }
 
-void BM_inference(benchmark::State& state, Config c, int threads) {
+void BM_inference(benchmark::State& state, Config c, int threads, nn::BatchSplit split) {
   set_num_threads(threads);
-  nn::EncoderClassifier<float> model = make_model(c);
+  nn::EncoderClassifier<float> model = make_model(c, split);
   model.eval();
   const Tensor<std::int64_t> ids = random_ids(c, 2);
   NoGradGuard no_grad;
@@ -143,9 +145,16 @@ const int registered = [] {
       benchmark::RegisterBenchmark(("BM_train_step/" + suffix).c_str(), BM_train_step, c, threads)
           ->Unit(benchmark::kMillisecond)
           ->UseRealTime();
-      benchmark::RegisterBenchmark(("BM_inference/" + suffix).c_str(), BM_inference, c, threads)
+      benchmark::RegisterBenchmark(("BM_inference/" + suffix).c_str(), BM_inference, c, threads,
+                                   nn::BatchSplit::automatic)
           ->Unit(benchmark::kMillisecond)
           ->UseRealTime();
+      // The same forward with the batch never split across threads (Options::batch_split), to compare with.
+      if (threads > 1)
+        benchmark::RegisterBenchmark(("BM_inference_unsplit/" + suffix).c_str(), BM_inference, c, threads,
+                                     nn::BatchSplit::never)
+            ->Unit(benchmark::kMillisecond)
+            ->UseRealTime();
     }
   benchmark::RegisterBenchmark("BM_fma_peak", BM_fma_peak)->Unit(benchmark::kMillisecond);
   return 0;
