@@ -599,13 +599,9 @@ void gemm(Index m, Index n, Index k, const T* a, Index lda, bool transpose_a, co
   // With a BLAS, products go to it when we run on one thread (OpenBLAS matches or beats the packed kernel at every
   // size there, and its small-matrix path is the fastest). With more threads and a one-thread BLAS (what
   // set_num_threads sets up), large products are split across our threads, one BLAS call each; with a BLAS that
-  // threads itself, only very large products go to it. Inside a parallel region (attention's per-head products,
-  // a batch split across threads) only to a one-thread BLAS: a threaded one would fight that loop for the cores.
-  if (in_parallel_region()) {
-    if (blas_num_threads() == 1 &&
-        gemm_blas(m, n, k, a, lda, transpose_a, b, ldb, transpose_b, c, ldc, accumulate, epilogue))
-      return;
-  } else {
+  // threads itself, only very large products go to it. Never from inside a parallel region other than the split's
+  // own (attention's per-head products): a threaded BLAS would fight that loop for the cores.
+  if (!in_parallel_region()) {
     if (num_threads() == 1) {
       if (gemm_blas(m, n, k, a, lda, transpose_a, b, ldb, transpose_b, c, ldc, accumulate, epilogue)) return;
     } else if (blas_num_threads() == 1) {
