@@ -233,6 +233,30 @@ TEST(Gemm, ProductsLargeEnoughToSplitMatchTheReferenceOnTwoThreads) {
   set_num_threads(saved);
 }
 
+TEST(Gemm, WholePartsInsideAParallelRegionGetTheOneThreadResult) {
+  // Threads each running a whole part of a batch split (WholePartGuard) inside a parallel region: each product is
+  // the one a single thread computes (in a BLAS build, the bits of that one-thread BLAS call).
+  const Index m = 512, n = 384, k = 256;
+  const std::vector<float> a = values<float>(m * k, 41), b = values<float>(k * n, 42);
+  const int saved = num_threads();
+  set_num_threads(1);
+  std::vector<float> one(static_cast<std::size_t>(m * n));
+  detail::gemm(m, n, k, a.data(), k, false, b.data(), n, false, one.data(), n, false);
+  set_num_threads(2);
+  std::vector<std::vector<float>> parts(2, std::vector<float>(one.size()));
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(2)
+#endif
+  for (int t = 0; t < 2; ++t) {
+    detail::WholePartGuard whole_part;
+    EXPECT_TRUE(detail::running_whole_part());
+    detail::gemm(m, n, k, a.data(), k, false, b.data(), n, false, parts[static_cast<std::size_t>(t)].data(), n, false);
+  }
+  set_num_threads(saved);
+  EXPECT_FALSE(detail::running_whole_part());
+  for (const auto& p : parts) EXPECT_EQ(p, one);
+}
+
 TEST(Gemm, PairRunsTwoProductsWithTheResultsOfTheirOwnCalls) {
   // A backward's two gradients: dx = dz W (2048 x 256 x 1024) and dw = dz^T x (1024 x 256 x 2048), 1.07e9 flops
   // each; the second accumulates into C and takes a bias and relu, to carry every argument through. On two

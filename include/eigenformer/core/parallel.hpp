@@ -92,6 +92,26 @@ inline bool in_parallel_region() {
 #endif
 }
 
+/// Set on a thread while it runs one part of work split across threads at a higher level (EncoderClassifier's
+/// batch split): that thread's products are whole problems of their own, as on one thread, although it runs inside
+/// a parallel region.
+inline bool& running_whole_part() {
+  thread_local bool on = false;
+  return on;
+}
+
+/// Marks the current thread as running a whole part (see running_whole_part) for its lifetime.
+class WholePartGuard {
+ public:
+  WholePartGuard() : previous_(running_whole_part()) { running_whole_part() = true; }
+  ~WholePartGuard() { running_whole_part() = previous_; }
+  WholePartGuard(const WholePartGuard&) = delete;
+  WholePartGuard& operator=(const WholePartGuard&) = delete;
+
+ private:
+  bool previous_;
+};
+
 /// True when a loop of this much work should fork: OpenMP is on with more than one thread and we are not already
 /// inside a parallel region (no nested teams: kernels never fight an outer loop's threads).
 inline bool worth_parallel(double work) {

@@ -128,6 +128,7 @@ struct EncoderClassifier : Module<EncoderClassifier<T>, T> {
         std::copy_n(padding_mask.data() + b0 * L, rows * L, part_mask.data());
       }
       NoGradGuard no_grad;  // the mode is per thread: the caller's (off) for every part
+      eigenformer::detail::WholePartGuard whole_part;
       const Var<T> logits = head.forward(encode_checked(part_ids, part_mask), part_mask);
       std::copy_n(logits.value().data(), rows * classes, y.data() + b0 * classes);
     };

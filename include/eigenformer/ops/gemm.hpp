@@ -600,8 +600,14 @@ void gemm(Index m, Index n, Index k, const T* a, Index lda, bool transpose_a, co
   // size there, and its small-matrix path is the fastest). With more threads and a one-thread BLAS (what
   // set_num_threads sets up), large products are split across our threads, one BLAS call each; with a BLAS that
   // threads itself, only very large products go to it. Never from inside a parallel region other than the split's
-  // own (attention's per-head products): a threaded BLAS would fight that loop for the cores.
-  if (!in_parallel_region()) {
+  // own (attention's per-head products): a threaded BLAS would fight that loop for the cores. A thread running a
+  // whole part of a batch split (running_whole_part) calls a one-thread BLAS as on one thread: its products are
+  // whole, and the packed kernel would pack all of B into a buffer of that thread's own.
+  if (running_whole_part()) {
+    if (blas_num_threads() == 1 &&
+        gemm_blas(m, n, k, a, lda, transpose_a, b, ldb, transpose_b, c, ldc, accumulate, epilogue))
+      return;
+  } else if (!in_parallel_region()) {
     if (num_threads() == 1) {
       if (gemm_blas(m, n, k, a, lda, transpose_a, b, ldb, transpose_b, c, ldc, accumulate, epilogue)) return;
     } else if (blas_num_threads() == 1) {
