@@ -216,6 +216,8 @@ TEST(EncoderClassifier, BatchSplitOnlyWhereItPays) {
 #endif
   EXPECT_EQ(small_weights.batch_parts(Tensor<std::int64_t>::zeros({2, 4})), 1);    // too little work
   EXPECT_EQ(small_weights.batch_parts(Tensor<std::int64_t>::zeros({1, 128})), 1);  // one sequence
+  EXPECT_THROW_WITH(small_weights.batch_parts(Tensor<std::int64_t>::zeros({128})), ShapeError,
+                    {"batch_parts", "ids is (128)", "expected (B, T)"});
   {
     ThreadCount one(1);
     EXPECT_EQ(small_weights.batch_parts(ids), 1);

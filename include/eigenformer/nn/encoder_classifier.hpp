@@ -81,8 +81,11 @@ struct EncoderClassifier : Module<EncoderClassifier<T>, T> {
     return encode_checked(ids, padding_mask);
   }
 
-  /// Into how many parts forward splits a batch of these ids (1: not split); see Options::batch_split.
+  /// Into how many parts forward splits a batch of these ids (B, T) (1: not split); see Options::batch_split.
   Index batch_parts(const Tensor<std::int64_t>& ids) const {
+    if (ids.dim() != 2)
+      throw ShapeError(eigenformer::detail::concat("EncoderClassifier::batch_parts: ids is ", to_string(ids.shape()),
+                                                   ", expected (B, T)"));
     const Index threads = std::min<Index>(num_threads(), ids.size(0));
     if (threads < 2 || options.batch_split == BatchSplit::never || eigenformer::detail::in_parallel_region() ||
         is_grad_enabled())
