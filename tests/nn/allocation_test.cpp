@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <new>
+#include <vector>
 
 #include "eigenformer/eigenformer.hpp"
 
@@ -120,6 +121,43 @@ TEST(Allocation, TheCountersSeeAllocations) {
   EXPECT_EQ(object.malloc_calls, 1);  // the replacement operator new's malloc
   EXPECT_GE(tensor.malloc_calls, 1);  // the buffer's aligned_alloc (and the cold pool's blocks)
 #endif
+}
+
+/// Small products in every layout, on one and two threads, allocate nothing once warm: OpenBLAS's small-matrix
+/// kernels for AVX-512 cores malloc a buffer per call for some of them (untransposed operands, a column count
+/// that is not a multiple of the vector width), so detail::gemm keeps those away from the BLAS.
+template <typename T>
+void expect_small_products_allocate_nothing() {
+  const Index shapes[][3] = {{4, 8, 64}, {64, 8, 64}, {16, 24, 40}, {1, 9, 100}, {64, 40, 64},
+                             {3, 2, 32}, {128, 8, 128}, {7, 33, 50}, {32, 16, 32}};
+  std::vector<T> a(128 * 128, T(0.5)), b(128 * 128, T(0.25)), c(128 * 128), bias(128, T(1));
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    for (const auto& [m, n, k] : shapes)
+      for (bool ta : {false, true})
+        for (bool tb : {false, true})
+          for (bool with_bias : {false, true}) {
+            const detail::GemmEpilogue<T> epilogue{with_bias ? bias.data() : nullptr, false};
+            const auto product = [&] {
+              detail::gemm(m, n, k, a.data(), ta ? m : k, ta, b.data(), tb ? k : n, tb, c.data(), n, false,
+                           epilogue);
+            };
+            product();  // warm: the packed kernel's buffers, the BLAS's own
+            const Counts counts = count_allocations(product);
+            EXPECT_EQ(counts.new_calls + counts.malloc_calls, 0)
+                << "m=" << m << " n=" << n << " k=" << k << " ta=" << ta << " tb=" << tb << " bias=" << with_bias
+                << " threads=" << threads;
+            // The product still ran: every element is k * 0.5 * 0.25 (+ 1 with the bias).
+            EXPECT_EQ(c[static_cast<std::size_t>(m * n - 1)], T(k) * T(0.125) + (with_bias ? T(1) : T(0)));
+          }
+  }
+}
+
+TEST(Allocation, SmallProductsInEveryLayoutAllocateNothing) {
+  const int threads_before = num_threads();
+  expect_small_products_allocate_nothing<float>();
+  expect_small_products_allocate_nothing<double>();
+  set_num_threads(threads_before);
 }
 
 struct Config {

@@ -62,6 +62,18 @@ struct GemmProduct {
   void run() const { gemm(m, n, k, a, lda, transpose_a, b, ldb, transpose_b, c, ldc, accumulate, epilogue); }
 };
 
+/// Whether OpenBLAS may serve this product from one of its small-matrix kernels that malloc a buffer on every
+/// call. On AVX-512 cores (SkylakeX, Cooperlake and later; 0.3.16 onwards) products of at most 1e6 multiply-adds
+/// go to small kernels, and those for two untransposed operands copy a remainder of A into a malloc'd buffer when
+/// the column count of our row-major C is not a multiple of the vector width (16 floats, 8 doubles): attention's
+/// P V with 8-wide heads, for one. Such products skip the BLAS, so that a training step allocates nothing.
+template <typename T>
+bool blas_small_product_allocates(Index m, Index n, Index k, bool transpose_a, bool transpose_b) {
+  constexpr Index kLanes = 64 / static_cast<Index>(sizeof(T));
+  return !transpose_a && !transpose_b && n % kLanes != 0 &&
+         static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k) <= 1e6;
+}
+
 /// The Eigen path: strided maps, the transposes folded into the product expression.
 template <typename T>
 void gemm_eigen(Index m, Index n, Index k, const T* a, Index lda, bool transpose_a, const T* b, Index ldb,
@@ -78,10 +90,20 @@ void gemm_eigen(Index m, Index n, Index k, const T* a, Index lda, bool transpose
     else
       cm.noalias() = product;
   };
+#ifdef EIGEN_USE_BLAS
+  // Eigen hands the products it evaluates as GEMMs to the BLAS; one the BLAS would serve with an allocating small
+  // kernel is evaluated coefficient by coefficient instead (a lazy product never calls the BLAS).
+  const bool lazy = blas_small_product_allocates<T>(m, n, k, transpose_a, transpose_b);
+#else
+  constexpr bool lazy = false;
+#endif
   if (k == 0) {  // an empty sum
     if (!accumulate) cm.setZero();
   } else if (!transpose_a && !transpose_b) {
-    assign(am * bm);
+    if (lazy)
+      assign(am.lazyProduct(bm));
+    else
+      assign(am * bm);
   } else if (transpose_a && !transpose_b) {
     assign(am.transpose() * bm);
   } else if (!transpose_a && transpose_b) {
@@ -590,6 +612,18 @@ inline void gemm(Index m, Index n, Index k, const float* a, Index lda, bool tran
 }  // namespace gemm_avx2
 #endif  // EIGENFORMER_GEMM_AVX2
 
+/// Whether a thread running a whole part of a batch split (running_whole_part) runs its products of T on a
+/// one-thread BLAS call each. If not, they run on the packed kernel, which packs all of B into a buffer of that
+/// thread's own (the BLAS packs block by block).
+template <typename T>
+bool whole_part_products_on_blas() {
+#ifdef EIGEN_USE_BLAS
+  return (std::is_same_v<T, float> || std::is_same_v<T, double>) && blas_num_threads() == 1;
+#else
+  return false;
+#endif
+}
+
 template <typename T>
 void gemm(Index m, Index n, Index k, const T* a, Index lda, bool transpose_a, const T* b, Index ldb,
           bool transpose_b, T* c, Index ldc, bool accumulate, const GemmEpilogue<T>& epilogue) {
@@ -603,13 +637,16 @@ void gemm(Index m, Index n, Index k, const T* a, Index lda, bool transpose_a, co
   // own (attention's per-head products): a threaded BLAS would fight that loop for the cores. A thread running a
   // whole part of a batch split (running_whole_part) calls a one-thread BLAS as on one thread: its products are
   // whole, and the packed kernel would pack all of B into a buffer of that thread's own.
+  const bool small_allocates = blas_small_product_allocates<T>(m, n, k, transpose_a, transpose_b);
   if (running_whole_part()) {
-    if (blas_num_threads() == 1 &&
+    if (whole_part_products_on_blas<T>() && !small_allocates &&
         gemm_blas(m, n, k, a, lda, transpose_a, b, ldb, transpose_b, c, ldc, accumulate, epilogue))
       return;
   } else if (!in_parallel_region()) {
     if (num_threads() == 1) {
-      if (gemm_blas(m, n, k, a, lda, transpose_a, b, ldb, transpose_b, c, ldc, accumulate, epilogue)) return;
+      if (!small_allocates &&
+          gemm_blas(m, n, k, a, lda, transpose_a, b, ldb, transpose_b, c, ldc, accumulate, epilogue))
+        return;
     } else if (blas_num_threads() == 1) {
       if (flops >= kBlasSplitMinFlops &&
           gemm_blas_split(m, n, k, a, lda, transpose_a, b, ldb, transpose_b, c, ldc, accumulate, epilogue))
