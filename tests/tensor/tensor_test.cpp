@@ -541,6 +541,43 @@ TEST(Tensor, DefaultIsOneDimensionalAndEmptyAndDistinctFromAScalar) {
   EXPECT_TRUE(t.equal(Tensor<float>::empty({0})));
 }
 
+TEST(TensorStorage, PartBuffersServeAPartFromItsOwnBuffersAndReturnThemAfterIt) {
+  release_buffer_cache();  // else the part's first requests may get larger cached buffers (up to three times)
+  detail::PartBuffers part;
+  const std::size_t big = detail::BufferCache::size_class(3000 * sizeof(float)),
+                    small = detail::BufferCache::size_class(1000 * sizeof(float));
+  const auto run_part = [&] {
+    detail::PartBuffersScope scope(part);
+    EXPECT_EQ(detail::current_part_buffers(), &part);
+    auto a = Tensor<float>::full({3000}, 1.0f);
+    const Tensor<float> b = Tensor<float>::full({1000}, 2.0f);
+    const float* freed = a.data();
+    a = Tensor<float>();  // back to the part, not to the shared cache
+    const Tensor<float> c = Tensor<float>::full({3000}, 3.0f);
+    EXPECT_EQ(c.data(), freed);
+    EXPECT_EQ(c.data()[2999], 3.0f);
+    EXPECT_EQ(b.data()[999], 2.0f);
+  };
+  run_part();
+  EXPECT_EQ(detail::current_part_buffers(), nullptr);
+  const std::size_t cached_before = buffer_cache_bytes();
+  part.release();  // the part's two buffers go to the shared cache
+  EXPECT_EQ(buffer_cache_bytes(), cached_before + big + small);
+  part.reserve();  // and come back from it, one of each class
+  EXPECT_EQ(buffer_cache_bytes(), cached_before);
+  const std::size_t fresh_before = detail::buffer_cache().system_allocations();
+  run_part();
+  EXPECT_EQ(detail::buffer_cache().system_allocations(), fresh_before);  // served by what reserve() took
+  part.release();
+  EXPECT_EQ(buffer_cache_bytes(), cached_before + big + small);
+  // A copy carries the classes, never buffers.
+  detail::PartBuffers copy(part);
+  copy.reserve();
+  EXPECT_EQ(buffer_cache_bytes(), cached_before);
+  copy.release();
+  EXPECT_EQ(buffer_cache_bytes(), cached_before + big + small);
+}
+
 TEST(TensorStorage, TheBufferCacheReusesAnExactClassFirstThenOneUpToThreeTimesTheSize) {
   detail::BufferCache cache;  // a private cache: the process-wide one holds other tests' buffers
   const std::size_t small = detail::BufferCache::size_class(5000), big = detail::BufferCache::size_class(9000);

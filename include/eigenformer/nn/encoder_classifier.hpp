@@ -113,14 +113,32 @@ struct EncoderClassifier : Module<EncoderClassifier<T>, T> {
     return encoder.forward(x, mask);
   }
 
+  static std::vector<eigenformer::detail::PartBuffers>& calling_thread_part_buffers() {
+    thread_local std::vector<eigenformer::detail::PartBuffers> sets;
+    return sets;
+  }
+
   /// forward without a graph on `parts` threads, each running the encoder and head on consecutive whole sequences
   /// of the batch and writing its rows of the logits. Every tensor a part makes is freed on the thread that made
-  /// it, so the per-thread pools of small blocks stay balanced (no allocation in the steady state).
+  /// it, so the per-thread pools of small blocks stay balanced, and its buffers come from that part's own
+  /// PartBuffers (one set per calling thread), so the parts' interleaving does not decide which buffers each gets:
+  /// no allocation in the steady state.
   Var<T> forward_split(const Tensor<std::int64_t>& ids, const Tensor<bool>& padding_mask, Index parts) {
     using ErrorList = std::vector<std::exception_ptr, eigenformer::detail::PoolAllocator<std::exception_ptr>>;
     const Index B = ids.size(0), L = ids.size(1), classes = options.num_classes;
     Tensor<T> y = Tensor<T>::empty({B, classes});
     ErrorList errors(static_cast<std::size_t>(parts));
+    // The calling thread's set, named through a reference: the parts' lambda must not name the thread_local
+    // itself, which on a worker thread would be that thread's own (empty) set.
+    std::vector<eigenformer::detail::PartBuffers>& part_buffers = calling_thread_part_buffers();
+    if (part_buffers.size() < static_cast<std::size_t>(parts)) part_buffers.resize(static_cast<std::size_t>(parts));
+    struct ReleaseParts {  // after the parts, even when one throws: every buffer back to the shared cache
+      std::vector<eigenformer::detail::PartBuffers>& parts;
+      ~ReleaseParts() {
+        for (auto& part : parts) part.release();
+      }
+    } release_parts{part_buffers};
+    for (Index p = 0; p < parts; ++p) part_buffers[static_cast<std::size_t>(p)].reserve();
     auto run_part = [&](Index p) {
       const Index b0 = p * B / parts, rows = (p + 1) * B / parts - b0;
       Tensor<std::int64_t> part_ids = Tensor<std::int64_t>::empty({rows, L});
@@ -132,6 +150,7 @@ struct EncoderClassifier : Module<EncoderClassifier<T>, T> {
       }
       NoGradGuard no_grad;  // the mode is per thread: the caller's (off) for every part
       eigenformer::detail::WholePartGuard whole_part;
+      eigenformer::detail::PartBuffersScope buffers(part_buffers[static_cast<std::size_t>(p)]);
       const Var<T> logits = head.forward(encode_checked(part_ids, part_mask), part_mask);
       std::copy_n(logits.value().data(), rows * classes, y.data() + b0 * classes);
     };

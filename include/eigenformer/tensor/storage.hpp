@@ -10,8 +10,9 @@
 #include <memory>
 #include <mutex>
 #include <new>
-#include <type_traits>
 #include <map>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "eigenformer/core/config.hpp"
@@ -127,6 +128,89 @@ inline BufferCache& buffer_cache() {
   return *cache;
 }
 
+/// The buffers of one part of work split across threads (EncoderClassifier's batch split), kept apart from the
+/// shared cache while the part runs. Through the shared cache, which buffer a part gets would depend on how the
+/// parts interleave (a request may take a larger buffer that the other part then misses), so the parts together
+/// would now and then take a buffer from the system long after the first call. Instead, before the parts start,
+/// the calling thread gives each part, one after the other, buffers of the size classes that part held at its
+/// end the last time; the part takes and gives back buffers on its own thread in its own order (from the shared
+/// cache only for what it lacks), and afterwards the calling thread returns them all to the shared cache.
+class PartBuffers {
+ public:
+  PartBuffers() = default;
+  PartBuffers(const PartBuffers& other) : classes_(other.classes_) {}  // the classes: buffers only during a part
+  PartBuffers& operator=(const PartBuffers&) = delete;
+  ~PartBuffers() { release(); }
+
+  /// On the calling thread, before the part: buffers of the classes the part held at its end the last time.
+  void reserve() {
+    for (std::size_t bytes : classes_) {
+      void* p = buffer_cache().get(bytes);
+      free_.push_back({bytes, p});  // the capacity stays from the last time: no allocation in the steady state
+    }
+  }
+
+  /// On the part's thread: a buffer of at least bytes, best fit among the part's own of up to three times the size
+  /// (as BufferCache::get), else from the shared cache. bytes is set to the class of the buffer returned.
+  void* get(std::size_t& bytes) {
+    std::size_t best = free_.size();
+    for (std::size_t i = 0; i < free_.size(); ++i)
+      if (free_[i].first >= bytes && free_[i].first <= 3 * bytes &&
+          (best == free_.size() || free_[i].first < free_[best].first))
+        best = i;
+    if (best == free_.size()) return buffer_cache().get(bytes);
+    const auto [size, p] = free_[best];
+    free_[best] = free_.back();
+    free_.pop_back();
+    bytes = size;
+    return p;
+  }
+
+  /// On the part's thread: gives a buffer of class bytes back to the part.
+  void put(void* p, std::size_t bytes) noexcept {
+    try {
+      free_.push_back({bytes, p});
+    } catch (...) {  // no memory for the bookkeeping: to the shared cache instead
+      buffer_cache().put(p, bytes);
+    }
+  }
+
+  /// On the calling thread, after the part: every buffer back to the shared cache, their classes kept.
+  void release() noexcept {
+    classes_.clear();
+    for (const auto& [bytes, p] : free_) {
+      buffer_cache().put(p, bytes);
+      try {
+        classes_.push_back(bytes);
+      } catch (...) {  // the next reserve() takes fewer buffers: the part asks the shared cache for the rest
+      }
+    }
+    free_.clear();
+  }
+
+ private:
+  std::vector<std::pair<std::size_t, void*>> free_;  // a part holds a few dozen at most
+  std::vector<std::size_t> classes_;
+};
+
+/// The PartBuffers of the part the current thread runs, or null.
+inline PartBuffers*& current_part_buffers() {
+  thread_local PartBuffers* part = nullptr;
+  return part;
+}
+
+/// While alive, the current thread's tensor buffers come from and go back to part.
+class PartBuffersScope {
+ public:
+  explicit PartBuffersScope(PartBuffers& part) : previous_(current_part_buffers()) { current_part_buffers() = &part; }
+  ~PartBuffersScope() { current_part_buffers() = previous_; }
+  PartBuffersScope(const PartBuffersScope&) = delete;
+  PartBuffersScope& operator=(const PartBuffersScope&) = delete;
+
+ private:
+  PartBuffers* previous_;
+};
+
 /// Allocates n uninitialized elements; n == 0 gives an empty, non-null buffer. The shared_ptr's control block
 /// comes from SmallObjectPool: a training step frees hundreds of them at once, more than malloc's per-thread cache
 /// keeps, which sent most frees down malloc's slow path.
@@ -134,10 +218,18 @@ template <typename T>
 std::shared_ptr<T> allocate_buffer(Index n) {
   static_assert(std::is_trivially_copyable_v<T>, "tensor elements must be trivially copyable");
   std::size_t bytes = BufferCache::size_class(static_cast<std::size_t>(n > 0 ? n : 1) * sizeof(T));
-  void* p = buffer_cache().get(bytes);
+  PartBuffers* part = current_part_buffers();
+  void* p = part ? part->get(bytes) : buffer_cache().get(bytes);
   // If the control block cannot be allocated, the constructor runs the deleter (the buffer goes back) and throws.
-  return std::shared_ptr<T>(static_cast<T*>(p), [bytes](T* q) { buffer_cache().put(q, bytes); },
-                            PoolAllocator<T>());
+  return std::shared_ptr<T>(
+      static_cast<T*>(p),
+      [bytes](T* q) {
+        if (PartBuffers* freeing_part = current_part_buffers())
+          freeing_part->put(q, bytes);
+        else
+          buffer_cache().put(q, bytes);
+      },
+      PoolAllocator<T>());
 }
 
 }  // namespace detail
