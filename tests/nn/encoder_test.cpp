@@ -227,7 +227,22 @@ TEST(EncoderClassifier, BatchSplitOnlyWhereItPays) {
   large.nhead = 4;
   large.num_layers = 1;
   large.max_len = 8;
-  EXPECT_EQ(nn::EncoderClassifier<float>(large).batch_parts(Tensor<std::int64_t>::zeros({64, 8})), 1);
+  const nn::EncoderClassifier<float> large_weights(large);
+  const Tensor<std::int64_t> large_ids = Tensor<std::int64_t>::zeros({64, 8});
+  // Weights over 4 MiB: split only where each part's products are one-thread BLAS calls (the packed kernel would
+  // pack all of a weight per thread).
+  EXPECT_EQ(large_weights.batch_parts(large_ids),
+            num_threads() >= 2 && detail::whole_part_products_on_blas<float>() ? 2 : 1);
+#if defined(EIGENFORMER_OPENBLAS_THREADS) && defined(_OPENMP)
+  if (detail::openblas_thread_calls().set) {
+    EXPECT_EQ(large_weights.batch_parts(large_ids), 2);  // set_num_threads put OpenBLAS on one thread
+    detail::openblas_thread_calls().set(2);               // a threaded BLAS: the parts would run the packed kernel
+    EXPECT_FALSE(detail::whole_part_products_on_blas<float>());
+    EXPECT_EQ(large_weights.batch_parts(large_ids), 1);
+    EXPECT_EQ(small_weights.batch_parts(ids), 2);
+    detail::openblas_thread_calls().set(1);
+  }
+#endif
   auto never = o;
   never.batch_split = nn::BatchSplit::never;
   EXPECT_EQ(nn::EncoderClassifier<float>(never).batch_parts(ids), 1);
