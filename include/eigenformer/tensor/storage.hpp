@@ -146,7 +146,12 @@ class PartBuffers {
   void reserve() {
     for (std::size_t bytes : classes_) {
       void* p = buffer_cache().get(bytes);
-      free_.push_back({bytes, p});  // the capacity stays from the last time: no allocation in the steady state
+      try {
+        free_.push_back({bytes, p});  // the capacity stays from the last time: no allocation in the steady state
+      } catch (...) {
+        buffer_cache().put(p, bytes);
+        throw;
+      }
     }
   }
 
