@@ -631,7 +631,8 @@ void gemm(Index m, Index n, Index k, const T* a, Index lda, bool transpose_a, co
   [[maybe_unused]] const double flops = 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
 #ifdef EIGEN_USE_BLAS
   // With a BLAS, products go to it when we run on one thread (OpenBLAS matches or beats the packed kernel at every
-  // size there, and its small-matrix path is the fastest). With more threads and a one-thread BLAS (what
+  // size there, and its small-matrix path is the fastest), except those its small kernels would malloc for
+  // (blas_small_product_allocates). With more threads and a one-thread BLAS (what
   // set_num_threads sets up), large products are split across our threads, one BLAS call each; with a BLAS that
   // threads itself, only very large products go to it. Never from inside a parallel region other than the split's
   // own (attention's per-head products): a threaded BLAS would fight that loop for the cores. A thread running a
