@@ -117,6 +117,8 @@ struct EncoderClassifier : Module<EncoderClassifier<T>, T> {
     return encoder.forward(x, mask);
   }
 
+  /// The PartBuffers of forward_split's parts, one set per thread that calls forward (so that concurrent
+  /// forwards from several threads never share one).
   static std::vector<eigenformer::detail::PartBuffers>& calling_thread_part_buffers() {
     thread_local std::vector<eigenformer::detail::PartBuffers> sets;
     return sets;
@@ -144,6 +146,8 @@ struct EncoderClassifier : Module<EncoderClassifier<T>, T> {
     } release_parts{part_buffers};
     for (Index p = 0; p < parts; ++p) part_buffers[static_cast<std::size_t>(p)].reserve();
     auto run_part = [&](Index p) {
+      // First: every tensor of the part, its inputs included, comes from and returns to the part's own buffers.
+      eigenformer::detail::PartBuffersScope buffers(part_buffers[static_cast<std::size_t>(p)]);
       const Index b0 = p * B / parts, rows = (p + 1) * B / parts - b0;
       Tensor<std::int64_t> part_ids = Tensor<std::int64_t>::empty({rows, L});
       std::copy_n(ids.data() + b0 * L, rows * L, part_ids.data());
@@ -154,7 +158,6 @@ struct EncoderClassifier : Module<EncoderClassifier<T>, T> {
       }
       NoGradGuard no_grad;  // the mode is per thread: the caller's (off) for every part
       eigenformer::detail::WholePartGuard whole_part;
-      eigenformer::detail::PartBuffersScope buffers(part_buffers[static_cast<std::size_t>(p)]);
       const Var<T> logits = head.forward(encode_checked(part_ids, part_mask), part_mask);
       std::copy_n(logits.value().data(), rows * classes, y.data() + b0 * classes);
     };
