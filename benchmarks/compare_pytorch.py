@@ -3,6 +3,10 @@
 
 Usage: /usr/bin/python3 benchmarks/compare_pytorch.py build/release/benchmarks/model_bench
          [--configs seed,tiny,mini,base-layer] [--threads 1,2] [--rounds 3] [--json out.json]
+         [--baseline OTHER/model_bench [--no-torch]]
+
+--baseline adds a third side, another build of model_bench (the code before a change), run in the same rotation,
+and a second table: before / after times and their ratio for every row. --no-torch then leaves PyTorch out.
 
 The four configurations are model_bench's (token embedding + learned positions + N post-norm relu encoder layers,
 dropout 0, CLS -> LayerNorm -> Linear, cross-entropy, Adam). PyTorch builds the same model from
@@ -218,8 +222,13 @@ def main():
     parser.add_argument("--rounds", type=int, default=3, help="alternating runs of each side per row")
     parser.add_argument("--torch-seconds", type=float, default=1.0, help="timed seconds per PyTorch run and mode")
     parser.add_argument("--json", help="also write the raw samples here")
+    parser.add_argument("--baseline", help="another model_bench (the code before a change) to run alongside")
+    parser.add_argument("--no-torch", action="store_true", help="with --baseline: leave PyTorch out")
     args = parser.parse_args()
+    if args.no_torch and not args.baseline:
+        sys.exit("compare_pytorch: --no-torch needs --baseline (there would be nothing to compare)")
     bench = os.path.abspath(args.model_bench)
+    baseline = os.path.abspath(args.baseline) if args.baseline else None
     configs = [c for c in args.configs.split(",") if c]
     threads_list = [int(t) for t in args.threads.split(",") if t]
     for c in configs:
@@ -232,45 +241,64 @@ def main():
     start_load = os.getloadavg()
     peak = fma_peak(bench)
     rows, raw, torch_info = [], {}, {}
+    sides = ["ef"] + (["base"] if baseline else []) + ([] if args.no_torch else ["pt"])
     for name in configs:
         for threads in threads_list:
-            ef = {"train_ms": [], "infer_ms": [], "rss": []}
-            pt = {"train_ms": [], "infer_ms": [], "rss": []}
+            res_by_side = {side: {"train_ms": [], "infer_ms": [], "rss": []} for side in ("ef", "base", "pt")}
             for r in range(args.rounds):
-                order = ("ef", "pt") if r % 2 == 0 else ("pt", "ef")
-                for side in order:
-                    res = run_eigenformer(bench, name, threads) if side == "ef" else run_torch(name, threads,
-                                                                                           args.torch_seconds)
-                    dst = ef if side == "ef" else pt
+                shift = r % len(sides)  # every side takes every place in the order
+                for side in sides[shift:] + sides[:shift]:
+                    if side == "pt":
+                        res = run_torch(name, threads, args.torch_seconds)
+                        torch_info = res
+                    else:
+                        res = run_eigenformer(bench if side == "ef" else baseline, name, threads)
+                    dst = res_by_side[side]
                     dst["train_ms"] += res["train_ms"]
                     dst["infer_ms"] += res["infer_ms"]
                     dst["rss"].append(res["rss"])
-                    if side == "pt":
-                        torch_info = res
+                ef = res_by_side["ef"]
                 print(f"compare_pytorch: {name} threads={threads} round {r + 1}/{args.rounds}: train ms "
-                      f"eigenformer {statistics.median(ef['train_ms']):.3f}, PyTorch "
-                      f"{statistics.median(pt['train_ms']):.3f}", file=sys.stderr)
-            raw[f"{name}/{threads}"] = {"eigenformer": ef, "pytorch": pt}
-            rows.append((name, threads, ef, pt))
+                      f"eigenformer {statistics.median(ef['train_ms']):.3f}"
+                      + "".join(f", {label} {statistics.median(res_by_side[k]['train_ms']):.3f}"
+                                for k, label in (("base", "baseline"), ("pt", "PyTorch")) if k in sides),
+                      file=sys.stderr)
+            raw[f"{name}/{threads}"] = {"eigenformer": res_by_side["ef"], "baseline": res_by_side["base"],
+                                        "pytorch": res_by_side["pt"]}
+            rows.append((name, threads, res_by_side["ef"], res_by_side["pt"], res_by_side["base"]))
 
     med = statistics.median
     print(machine_line(bench, torch_info))
     print(f"Per-core FP32 FMA peak (BM_fma_peak): {peak:.1f} GFLOP/s. Times: median ms per step, CPU time at 1 "
           f"thread, wall-clock at more; speed-up = PyTorch time / eigenformer time; RSS = peak resident MiB of "
           f"each side's process (max over rounds).")
-    print()
-    print("| config | threads | train ms eigenformer | train ms PyTorch | train speed-up | GFLOP/s | % of peak "
-          "| infer ms eigenformer | infer ms PyTorch | infer speed-up | RSS MiB eigenformer | RSS MiB PyTorch "
-          "| RSS ratio |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for name, threads, ef, pt in rows:
-        et, pt_t = med(ef["train_ms"]), med(pt["train_ms"])
-        ei, pi = med(ef["infer_ms"]), med(pt["infer_ms"])
-        gflops = 3 * forward_flops(name) / (et * 1e-3) * 1e-9
-        er, pr = max(ef["rss"]), max(pt["rss"])
-        print(f"| {name} | {threads} | {et:.3f} | {pt_t:.3f} | {pt_t / et:.2f}x | {gflops:.1f} | "
-              f"{100 * gflops / (threads * peak):.0f}% | {ei:.3f} | {pi:.3f} | {pi / ei:.2f}x | {er:.0f} | {pr:.0f} | "
-              f"{er / pr:.2f} |")
+    if not args.no_torch:
+        print()
+        print("| config | threads | train ms eigenformer | train ms PyTorch | train speed-up | GFLOP/s | % of peak "
+              "| infer ms eigenformer | infer ms PyTorch | infer speed-up | RSS MiB eigenformer | RSS MiB PyTorch "
+              "| RSS ratio |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for name, threads, ef, pt, _ in rows:
+            et, pt_t = med(ef["train_ms"]), med(pt["train_ms"])
+            ei, pi = med(ef["infer_ms"]), med(pt["infer_ms"])
+            gflops = 3 * forward_flops(name) / (et * 1e-3) * 1e-9
+            er, pr = max(ef["rss"]), max(pt["rss"])
+            print(f"| {name} | {threads} | {et:.3f} | {pt_t:.3f} | {pt_t / et:.2f}x | {gflops:.1f} | "
+                  f"{100 * gflops / (threads * peak):.0f}% | {ei:.3f} | {pi:.3f} | {pi / ei:.2f}x | {er:.0f} | "
+                  f"{pr:.0f} | {er / pr:.2f} |")
+    if baseline:
+        print()
+        print(f"Before (baseline: {args.baseline}) and after (this build: {args.model_bench}); ratio = before / after "
+              "(above 1: this build is faster).")
+        print()
+        print("| config | threads | train ms before | train ms after | train ratio | infer ms before | infer ms after "
+              "| infer ratio | RSS MiB before | RSS MiB after |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for name, threads, ef, _, base in rows:
+            bt, et = med(base["train_ms"]), med(ef["train_ms"])
+            bi, ei = med(base["infer_ms"]), med(ef["infer_ms"])
+            print(f"| {name} | {threads} | {bt:.3f} | {et:.3f} | {bt / et:.3f} | {bi:.3f} | {ei:.3f} | {bi / ei:.3f} | "
+                  f"{max(base['rss']):.0f} | {max(ef['rss']):.0f} |")
     end_load = os.getloadavg()
     print()
     print(f"Load average at start {start_load[0]:.1f}, at end {end_load[0]:.1f} (2 = both cores busy before we ran).")

@@ -5,8 +5,9 @@
 // Run: build/release/benchmarks/model_bench [--benchmark_filter=seed] [--benchmark_repetitions=3]
 //
 // BM_train_step/<config>/threads:N   forward, cross-entropy, backward, Adam step, zero_grad
-// BM_inference/<config>/threads:N    eval-mode forward under NoGradGuard (no graph)
-// BM_inference_unsplit/<config>/threads:2   the same with Options::batch_split = never
+// BM_inference/<config>/threads:N    eval-mode forward without a graph through infer() (the batch split
+//                                    across the threads where it pays)
+// BM_inference_unsplit/<config>/threads:2   the same with BatchSplit::never
 // BM_fma_peak                        FP32 fused multiply-adds on independent SIMD registers, one thread
 // Counters: tokens/s (B * T per iteration) and GFLOP/s with per-layer forward FLOPs
 //   QKV 2*M*C*3C + out-proj 2*M*C*C + FFN 2*2*M*C*F + QK^T 2*B*T^2*C + PV 2*B*T^2*C (M = B*T), training = 3x.
@@ -44,18 +45,17 @@ double forward_flops(const Config& c) {
   return per_layer * double(c.layers);
 }
 
-nn::EncoderClassifier<float> make_model(const Config& c, nn::BatchSplit split = nn::BatchSplit::automatic) {
+nn::EncoderClassifier<float> make_model(const Config& c) {
   nn::EncoderClassifier<float>::Options o;
-  o.batch_split = split;
   o.vocab_size = c.vocab;
   o.max_len = c.seq;
-  o.d_model = c.d_model;
-  o.nhead = c.heads;
-  o.num_layers = c.layers;
-  o.dim_feedforward = c.ffn;
-  o.dropout = 0.0f;
   o.positional = nn::PositionalKind::learned;
-  o.num_classes = c.classes;
+  o.encoder.layer.d_model = c.d_model;
+  o.encoder.layer.nhead = c.heads;
+  o.encoder.layer.dim_feedforward = c.ffn;
+  o.encoder.layer.dropout = 0.0f;
+  o.encoder.num_layers = c.layers;
+  o.head.num_classes = c.classes;
   return nn::EncoderClassifier<float>(o);
 }
 
@@ -91,14 +91,13 @@ void BM_train_step(benchmark::State& state, Config c, int threads) {
   set_counters(state, c, 3 * forward_flops(c));
 }
 
-void BM_inference(benchmark::State& state, Config c, int threads, nn::BatchSplit split) {
+void BM_inference(benchmark::State& state, Config c, int threads, BatchSplit split) {
   set_num_threads(threads);
-  nn::EncoderClassifier<float> model = make_model(c, split);
+  nn::EncoderClassifier<float> model = make_model(c);
   model.eval();
   const Tensor<std::int64_t> ids = random_ids(c, 2);
-  NoGradGuard no_grad;
   for (auto _ : state) {
-    Var<float> logits = model.forward(ids);
+    Var<float> logits = infer(model, split, ids);
     benchmark::DoNotOptimize(logits.value().data());
   }
   set_counters(state, c, forward_flops(c));
@@ -146,13 +145,13 @@ const int registered = [] {
           ->Unit(benchmark::kMillisecond)
           ->UseRealTime();
       benchmark::RegisterBenchmark(("BM_inference/" + suffix).c_str(), BM_inference, c, threads,
-                                   nn::BatchSplit::automatic)
+                                   BatchSplit::automatic)
           ->Unit(benchmark::kMillisecond)
           ->UseRealTime();
-      // The same forward with the batch never split across threads (Options::batch_split), to compare with.
+      // The same forward with the batch never split across threads, to compare with.
       if (threads > 1)
         benchmark::RegisterBenchmark(("BM_inference_unsplit/" + suffix).c_str(), BM_inference, c, threads,
-                                     nn::BatchSplit::never)
+                                     BatchSplit::never)
             ->Unit(benchmark::kMillisecond)
             ->UseRealTime();
     }

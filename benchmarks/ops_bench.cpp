@@ -121,10 +121,12 @@ void BM_gemm_kernel(benchmark::State& state) {
 #ifndef EIGEN_USE_BLAS
   if (kernel == 3) state.SkipWithError("built without a BLAS (EIGENFORMER_USE_BLAS=OFF)");
 #endif
+  const auto product = eigenformer::detail::GemmProduct<T>::sizes(m, n, k).lhs(a.data(), k).rhs(b.data(), n).out(
+      c.data(), n);
   for (auto _ : state) {
 #ifdef EIGEN_USE_BLAS
     if (kernel == 3) {
-      eigenformer::detail::gemm_blas<T>(m, n, k, a.data(), k, false, b.data(), n, false, c.data(), n, false, {});
+      eigenformer::detail::gemm_blas(product);
       benchmark::DoNotOptimize(c.data());
       continue;
     }
@@ -136,7 +138,7 @@ void BM_gemm_kernel(benchmark::State& state) {
       continue;
     }
 #endif
-    eigenformer::detail::gemm_eigen<T>(m, n, k, a.data(), k, false, b.data(), n, false, c.data(), n, false, {});
+    eigenformer::detail::gemm_eigen(product, false);
     benchmark::DoNotOptimize(c.data());
   }
 #ifdef EIGENFORMER_GEMM_AVX2

@@ -5,6 +5,7 @@
 // Run: build/release/examples/finetune_demo [--epochs N] [--lr X] [--dropout P] [--seed S]
 //                                           [--init FILE.safetensors] [--save FILE.safetensors]
 // --init loads the PyTorch model's state_dict() (same names) so that, with --dropout 0, the losses match PyTorch's.
+#include <algorithm>
 #include <cstdlib>
 #include <iomanip>
 #include <iostream>
@@ -22,9 +23,11 @@ struct Args {
   std::string init, save;
 };
 
-[[noreturn]] void usage(const std::string& problem) {
-  std::cerr << "finetune_demo: " << problem << "\n"
-            << "usage: finetune_demo [--epochs N] [--lr X] [--dropout P] [--seed S] [--init FILE] [--save FILE]\n";
+constexpr const char* kUsage =
+    "usage: finetune_demo [--epochs N] [--lr X] [--dropout P] [--seed S] [--init FILE] [--save FILE]\n";
+
+[[noreturn]] void usage_error(const std::string& problem) {
+  std::cerr << "finetune_demo: " << problem << "\n" << kUsage;
   std::exit(2);
 }
 
@@ -32,24 +35,28 @@ Args parse(int argc, char** argv) {
   Args a;
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
-    if (flag == "-h" || flag == "--help") usage("trains the seed demo model");
-    if (i + 1 >= argc) usage("missing value after " + flag);
+    if (flag == "-h" || flag == "--help") {
+      std::cout << "finetune_demo: trains the seed demo's MiniTransformerClassifier on two sequences\n" << kUsage;
+      std::exit(0);
+    }
+    static const char* const kFlags[] = {"--epochs", "--lr", "--dropout", "--seed", "--init", "--save"};
+    if (std::find(std::begin(kFlags), std::end(kFlags), flag) == std::end(kFlags)) usage_error("unknown option " + flag);
+    if (i + 1 >= argc) usage_error("missing value after " + flag);
     const std::string v = argv[++i];
     try {
-      std::size_t used = 0;
+      std::size_t used = v.size();
       if (flag == "--epochs") a.epochs = std::stoi(v, &used);
       else if (flag == "--lr") a.lr = std::stof(v, &used);
       else if (flag == "--dropout") a.dropout = std::stof(v, &used);
       else if (flag == "--seed") a.seed = std::stoull(v, &used);
-      else if (flag == "--init") a.init = v, used = v.size();
-      else if (flag == "--save") a.save = v, used = v.size();
-      else usage("unknown option " + flag);
+      else if (flag == "--init") a.init = v;
+      else a.save = v;
       if (used != v.size()) throw std::invalid_argument(v);
     } catch (const std::logic_error&) {
-      usage("bad value for " + flag + ": " + v);
+      usage_error("bad value for " + flag + ": " + v);
     }
   }
-  if (a.epochs < 0) usage("--epochs must be >= 0");
+  if (a.epochs < 0) usage_error("--epochs must be >= 0");
   return a;
 }
 
@@ -60,7 +67,7 @@ int main(int argc, char** argv) {
   const Args args = parse(argc, argv);
   try {
     nn::EncoderClassifier<float>::Options opt;  // defaults: the seed's MiniTransformerClassifier
-    opt.dropout = args.dropout;
+    opt.encoder.layer.dropout = args.dropout;
     opt.seed = args.seed;
     nn::EncoderClassifier<float> model(opt);
     if (!args.init.empty()) io::load_state_dict(model, args.init);

@@ -69,12 +69,11 @@ std::pair<float, float> train_and_test(Model& model, const std::function<Var<flo
 struct BagOfWords : nn::Module<BagOfWords, float> {
   explicit BagOfWords(Generator& gen) : embedding({kVocab, 32}, gen), fc({32, 2}, gen) {}
   Var<float> forward(const Tensor<std::int64_t>& ids) { return fc.forward(mean(embedding.forward(ids), 1)); }
-  template <typename F>
-  void visit_parameters(F&& f) {
-    embedding.visit_parameters(nn::detail::prefixed("embedding.", f));
-    fc.visit_parameters(nn::detail::prefixed("fc.", f));
+  template <class V>
+  void visit(V& v) {
+    v.module("embedding", embedding);
+    v.module("fc", fc);
   }
-  void set_training(bool) {}
   nn::Embedding<float> embedding;
   nn::Linear<float> fc;
 };
@@ -104,7 +103,7 @@ int main(int argc, char** argv) {
     nn::EncoderClassifier<float>::Options o;
     o.vocab_size = kVocab;
     o.max_len = kLen;
-    o.dropout = 0.0f;
+    o.encoder.layer.dropout = 0.0f;
     o.seed = seed;
     nn::EncoderClassifier<float> blind(o);  // no positional encoding, as in the seed demo
     const auto blind_acc = train_and_test(

@@ -5,7 +5,6 @@
 
 #include <cstdint>
 #include <eigenformer/eigenformer.hpp>
-#include <nlohmann/json.hpp>
 
 namespace text_classifier {
 
@@ -20,13 +19,19 @@ struct BowClassifier : eigenformer::nn::Module<BowClassifier<T>, T> {
     Index num_classes = 2;
     Index padding_idx = 0;  // [PAD]: a zero row that is never trained
     std::uint64_t seed = 0;
+
+    EIGENFORMER_FIELDS(vocab_size, dim, num_classes, padding_idx, seed)
   };
 
   BowClassifier() = default;
   explicit BowClassifier(const Options& o) : options(o) {
     eigenformer::Generator gen(o.seed);
-    embedding = eigenformer::nn::Embedding<T>({o.vocab_size, o.dim, o.padding_idx}, gen);
-    fc = eigenformer::nn::Linear<T>({o.dim, o.num_classes, true}, gen);
+    typename eigenformer::nn::Embedding<T>::Options e;
+    e.num_embeddings = o.vocab_size;
+    e.embedding_dim = o.dim;
+    e.padding_idx = o.padding_idx;
+    embedding = eigenformer::nn::Embedding<T>(e, gen);
+    fc = eigenformer::nn::Linear<T>(typename eigenformer::nn::Linear<T>::Options(o.dim, o.num_classes), gen);
   }
 
   /// ids (B, T); padding_mask (B, T), true = padding (optional).
@@ -36,44 +41,15 @@ struct BowClassifier : eigenformer::nn::Module<BowClassifier<T>, T> {
     return fc.forward(padding_mask.defined() ? eigenformer::masked_mean(e, padding_mask) : eigenformer::mean(e, 1));
   }
 
-  template <typename F>
-  void visit_parameters(F&& f) {
-    embedding.visit_parameters(eigenformer::nn::detail::prefixed("embedding.", f));
-    fc.visit_parameters(eigenformer::nn::detail::prefixed("fc.", f));
+  template <class V>
+  void visit(V& v) {
+    v.module("embedding", embedding);
+    v.module("fc", fc);
   }
-  void set_training(bool) {}
 
   Options options;
   eigenformer::nn::Embedding<T> embedding;  // (V, dim)
   eigenformer::nn::Linear<T> fc;            // (num_classes, dim)
 };
-
-/// The options as config.json's "model" object.
-inline nlohmann::json bow_config(const BowClassifier<float>::Options& o) {
-  return {{"vocab_size", o.vocab_size},
-          {"dim", o.dim},
-          {"num_classes", o.num_classes},
-          {"padding_idx", o.padding_idx},
-          {"seed", o.seed}};
-}
-
-/// The inverse of bow_config (absent fields keep their defaults); throws eigenformer::ValueError for a field that
-/// is not an integer.
-inline BowClassifier<float>::Options bow_options(const nlohmann::json& j) {
-  BowClassifier<float>::Options o;
-  const auto read = [&j](const char* key, auto& out) {
-    if (!j.contains(key)) return;
-    if (!j.at(key).is_number_integer())
-      throw eigenformer::ValueError(
-          eigenformer::detail::concat("bow_options: \"", key, "\" is ", j.at(key).dump(), ", expected an integer"));
-    out = j.at(key).get<std::decay_t<decltype(out)>>();
-  };
-  read("vocab_size", o.vocab_size);
-  read("dim", o.dim);
-  read("num_classes", o.num_classes);
-  read("padding_idx", o.padding_idx);
-  read("seed", o.seed);
-  return o;
-}
 
 }  // namespace text_classifier

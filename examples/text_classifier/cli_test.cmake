@@ -93,8 +93,9 @@ set(small_model --vocab-size 100 --max-length 24 --d-model 16 --heads 2 --ffn 32
 
 # Transformer: 2 epochs, then resumed for a third.
 run_step(train train --train train.jsonl --valid valid.jsonl --out run ${small_model} --epochs 2)
-foreach(f config.json vocab.txt model.safetensors metrics.csv curves.svg last.safetensors optimizer.safetensors
-          trainer_state.json)
+foreach(f config.json vocab.txt model.safetensors metrics.csv curves.svg checkpoint.json
+          checkpoints/epoch-2/model.safetensors checkpoints/epoch-2/optimizer.safetensors
+          checkpoints/epoch-2/trainer_state.json checkpoints/epoch-2/manifest.json)
   expect_file(${WORK_DIR}/run/${f})
 endforeach()
 expect_csv_rows(${WORK_DIR}/run/metrics.csv 2)
@@ -110,7 +111,19 @@ foreach(key "\"model_type\": \"transformer\"" "\"labels\"" "\"max_length\": 24" 
   endif()
 endforeach()
 
-run_step(resume train --train train.jsonl --valid valid.jsonl --out run ${small_model} --epochs 3 --resume)
+# A folder holding a run is neither overwritten nor resumed with other settings unless asked.
+execute_process(COMMAND ${TEXT_CLASSIFIER} train --train train.jsonl --valid valid.jsonl --out run ${small_model}
+                --epochs 2 RESULT_VARIABLE rc OUTPUT_QUIET ERROR_VARIABLE err WORKING_DIRECTORY ${WORK_DIR})
+if(NOT rc EQUAL 1 OR NOT err MATCHES "holds a run")
+  message(FATAL_ERROR "train into a run folder without --resume or --overwrite: exit ${rc}, expected 1:\n${err}")
+endif()
+execute_process(COMMAND ${TEXT_CLASSIFIER} train --train train.jsonl --valid valid.jsonl --out run ${small_model}
+                --epochs 3 --resume RESULT_VARIABLE rc OUTPUT_QUIET ERROR_VARIABLE err WORKING_DIRECTORY ${WORK_DIR})
+if(NOT rc EQUAL 1 OR NOT err MATCHES "epochs was 2, is now 3")
+  message(FATAL_ERROR "train --resume with other epochs: exit ${rc}, expected 1 naming the change:\n${err}")
+endif()
+run_step(resume train --train train.jsonl --valid valid.jsonl --out run ${small_model} --epochs 3 --resume
+         --allow-change epochs)
 expect_csv_rows(${WORK_DIR}/run/metrics.csv 3)
 
 run_step(eval eval --model run --data test.jsonl)

@@ -110,12 +110,12 @@ inline std::string curves_svg(const std::vector<eigenformer::train::EpochRecord>
   svg << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"880\" height=\"340\" viewBox=\"0 0 880 340\" "
          "font-family=\"sans-serif\">\n<rect width=\"880\" height=\"340\" fill=\"white\"/>\n";
   detail::panel(svg, 0, 0, 440, 340, "loss",
-                {series("train", "#1f77b4", [](const auto& r) { return r.train_loss; }),
-                 series("validation", "#d62728", [](const auto& r) { return r.valid_loss; })},
+                {series("train", "#1f77b4", [](const auto& r) { return r.metric("train_loss"); }),
+                 series("validation", "#d62728", [](const auto& r) { return r.metric("valid_loss"); })},
                 epochs);
   detail::panel(svg, 440, 0, 440, 340, "accuracy",
-                {series("train", "#1f77b4", [](const auto& r) { return r.train_accuracy; }),
-                 series("validation", "#d62728", [](const auto& r) { return r.valid_accuracy; })},
+                {series("train", "#1f77b4", [](const auto& r) { return r.metric("train_accuracy"); }),
+                 series("validation", "#d62728", [](const auto& r) { return r.metric("valid_accuracy"); })},
                 epochs);
   svg << "</svg>\n";
   return svg.str();
@@ -123,8 +123,8 @@ inline std::string curves_svg(const std::vector<eigenformer::train::EpochRecord>
 
 /// Reads metrics_csv and writes the curves to svg_path (throws eigenformer::IoError on failure).
 inline void write_curves_svg(const std::filesystem::path& metrics_csv, const std::filesystem::path& svg_path) {
-  eigenformer::train::detail::write_text_file("write_curves_svg", svg_path,
-                                              curves_svg(eigenformer::train::read_metrics_csv(metrics_csv)));
+  eigenformer::io::write_text_file_atomically(svg_path, curves_svg(eigenformer::train::read_metrics_csv(metrics_csv)),
+                                              "write_curves_svg");
 }
 
 }  // namespace text_classifier

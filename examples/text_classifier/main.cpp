@@ -15,7 +15,6 @@
 #include <eigenformer/eigenformer.hpp>
 #include <eigenformer/text/tokenizer.hpp>
 #include <eigenformer/text/wordpiece_trainer.hpp>
-#include <eigenformer/train/fit.hpp>
 #include <exception>
 #include <filesystem>
 #include <iomanip>
@@ -65,6 +64,8 @@ struct TrainArgs {
   std::uint64_t seed = 0;
   int threads = default_threads();
   bool resume = false;
+  bool overwrite = false;
+  std::vector<std::string> allow_changes;
 };
 
 /// One text per element -> token ids, on `threads` threads (the tokenizer is immutable, so it is shared).
@@ -111,8 +112,8 @@ class CurvesReporter : public ef::train::ConsoleReporter {
  public:
   CurvesReporter(std::ostream& out, Options options, ef::train::RunFolder run)
       : ConsoleReporter(out, std::move(options)), run_(std::move(run)) {}
-  void on_epoch_end(const ef::train::EpochRecord& r, const ef::train::EvalResult& v) override {
-    ConsoleReporter::on_epoch_end(r, v);
+  void on_epoch_end(const ef::train::EpochRecord& r, const std::string& details) override {
+    ConsoleReporter::on_epoch_end(r, details);
     text_classifier::write_curves_svg(run_.metrics(), run_.dir / "curves.svg");
   }
 
@@ -136,9 +137,14 @@ int train(const TrainArgs& a) {
   config.truncation = a.truncation;
   config.head_tokens = a.head_tokens;
 
+  // A resumed run keeps its tokenizer; a new one learns it from the training texts.
+  const ef::train::RunFolder folder{a.out_dir};
+  const bool have_vocab = a.resume && std::filesystem::exists(folder.vocab());
   ef::text::WordPieceTrainer::Options wpo;
   wpo.vocab_size = a.vocab_size;
-  const ef::text::Tokenizer tokenizer(ef::text::WordPieceTrainer(wpo).train(train_set.texts()));
+  const ef::text::Tokenizer tokenizer = have_vocab
+                                            ? ef::text::Tokenizer::from_file(folder.vocab())
+                                            : ef::text::Tokenizer(ef::text::WordPieceTrainer(wpo).train(train_set.texts()));
   const ef::text::EncodeOptions encode = encode_options(config);
   ef::data::Batcher::Options bo;
   bo.batch_size = a.batch_size;
@@ -166,6 +172,17 @@ int train(const TrainArgs& a) {
   fo.patience = a.patience;
   fo.run_dir = a.out_dir;
   fo.resume = a.resume;
+  fo.overwrite = a.overwrite;
+  fo.allow_changes = a.allow_changes;
+  // What a resumed run must find unchanged besides fit's own settings: the data and how it is tokenized.
+  fo.fingerprint = {{"train_data", ef::train::file_fingerprint(a.train_file)},
+                    {"valid_data", ef::train::file_fingerprint(a.valid_file)},
+                    {"vocab_size", a.vocab_size},
+                    {"max_length", a.max_length},
+                    {"truncation", a.truncation},
+                    {"head_tokens", a.head_tokens},
+                    {"batch_size", a.batch_size},
+                    {"seed", a.seed}};
   fo.save_tokenizer = [&tokenizer](const std::filesystem::path& dir) { tokenizer.vocab().save(dir / "vocab.txt"); };
   config.training = {{"train", a.train_file},
                      {"valid", a.valid_file},
@@ -180,15 +197,14 @@ int train(const TrainArgs& a) {
                      {"vocab_size", a.vocab_size}};
   ef::train::ConsoleReporter::Options ro;
   ro.interactive = ef::train::is_terminal(stderr);
-  ro.show_confusion = true;
-  ro.labels = labels.labels();
+  ro.show_details = true;
   CurvesReporter reporter(std::cerr, ro, ef::train::RunFolder{a.out_dir});
   fo.reporter = &reporter;
 
   const auto run = [&](auto& model) {
     const ef::train::FitResult r = ef::train::fit(model, train_batches, valid_batches, fo);
     std::cerr << "run folder: " << a.out_dir << " (model.safetensors = epoch " << r.best_epoch << ", valid accuracy "
-              << std::fixed << std::setprecision(4) << r.best().valid_accuracy << "); total time "
+              << std::fixed << std::setprecision(4) << r.best().metric("valid_accuracy") << "); total time "
               << ef::train::format_duration(seconds_since(start)) << "\n";
   };
   if (a.model == "bow") {
@@ -199,27 +215,27 @@ int train(const TrainArgs& a) {
     mo.padding_idx = tokenizer.vocab().pad_id();
     mo.seed = a.seed;
     fo.config = config;
-    fo.config.model = text_classifier::bow_config(mo);
+    fo.config.model = ef::io::options_to_json(mo);
     text_classifier::BowClassifier<float> model(mo);
     run(model);
   } else {
     ef::nn::EncoderClassifier<float>::Options mo;
     mo.vocab_size = tokenizer.vocab().size();
     mo.max_len = a.max_length > 0 ? a.max_length : 512;
-    mo.d_model = a.d_model;
-    mo.nhead = a.heads;
-    mo.num_layers = a.layers;
-    mo.dim_feedforward = a.ffn;
-    mo.dropout = static_cast<float>(a.dropout);
+    mo.encoder.layer.d_model = a.d_model;
+    mo.encoder.layer.nhead = a.heads;
+    mo.encoder.num_layers = a.layers;
+    mo.encoder.layer.dim_feedforward = a.ffn;
+    mo.encoder.layer.dropout = static_cast<float>(a.dropout);
     mo.positional = a.positional == "none"         ? ef::nn::PositionalKind::none
                     : a.positional == "sinusoidal" ? ef::nn::PositionalKind::sinusoidal
                                                    : ef::nn::PositionalKind::learned;
-    mo.pooling = a.pooling == "cls" ? ef::nn::Pooling::cls : ef::nn::Pooling::mean;
-    mo.num_classes = labels.size();
+    mo.head.pooling = a.pooling == "cls" ? ef::nn::Pooling::cls : ef::nn::Pooling::mean;
+    mo.head.num_classes = labels.size();
     mo.padding_idx = tokenizer.vocab().pad_id();
     mo.seed = a.seed;
     fo.config = config;
-    fo.config.model = ef::train::encoder_classifier_config<float>(mo);
+    fo.config.model = ef::io::options_to_json(mo);
     ef::nn::EncoderClassifier<float> model(mo);
     if (a.embedding_std > 0) {
       // N(0, 1) rows (torch.nn.Embedding's init) barely move in a few hundred Adam steps of ~lr each: the encoder
@@ -233,16 +249,40 @@ int train(const TrainArgs& a) {
   return 0;
 }
 
+/// The encoder classifier options of a run's config.json; also reads the flat form of earlier versions (every
+/// field at the top level of "model").
+ef::nn::EncoderClassifier<float>::Options encoder_classifier_options(const ef::train::RunConfig& config,
+                                                                     const std::string& source) {
+  using O = ef::nn::EncoderClassifier<float>::Options;
+  if (!config.model.contains("d_model")) return ef::train::model_options<O>(config, source);
+  const nlohmann::json& flat = config.model;
+  nlohmann::json nested = {{"encoder", {{"layer", nlohmann::json::object()}}}, {"head", nlohmann::json::object()}};
+  for (auto it = flat.begin(); it != flat.end(); ++it) {
+    const std::string& k = it.key();
+    if (k == "vocab_size" || k == "max_len" || k == "positional" || k == "padding_idx" || k == "seed")
+      nested[k] = it.value();
+    else if (k == "num_layers" || k == "final_norm")
+      nested["encoder"][k] = it.value();
+    else if (k == "pooling" || k == "pooler" || k == "num_classes")
+      nested["head"][k] = it.value();
+    else
+      nested["encoder"]["layer"][k] = it.value();  // d_model, nhead, dim_feedforward, dropout, activation, ...
+    if (k == "layer_norm_eps") nested["head"][k] = it.value();
+  }
+  return ef::io::options_from_json<O>(nested, ("model_options: " + source).c_str());
+}
+
 /// Builds the run's model, loads model.safetensors and calls f(model).
 template <class F>
 void with_model(const std::filesystem::path& dir, const ef::train::RunConfig& config, F&& f) {
   const ef::train::RunFolder run{dir};
   if (config.model_type == "bow") {
-    text_classifier::BowClassifier<float> model(text_classifier::bow_options(config.model));
+    text_classifier::BowClassifier<float> model(
+        ef::train::model_options<text_classifier::BowClassifier<float>::Options>(config, run.config().string()));
     ef::io::load_state_dict(model, run.model());
     f(model);
   } else if (config.model_type == "transformer") {
-    ef::nn::EncoderClassifier<float> model(ef::train::encoder_classifier_options<float>(config.model));
+    ef::nn::EncoderClassifier<float> model(encoder_classifier_options(config, run.config().string()));
     ef::io::load_state_dict(model, run.model());
     f(model);
   } else {
@@ -375,7 +415,11 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--patience", t.patience, "early stopping patience in epochs (0 = off)")->capture_default_str();
   train_cmd->add_option("--seed", t.seed, "seed of initialization, shuffling and dropout")->capture_default_str();
   train_cmd->add_option("--threads", t.threads, "threads")->capture_default_str()->check(CLI::PositiveNumber);
-  train_cmd->add_flag("--resume", t.resume, "continue the run in --out from its last completed epoch");
+  train_cmd->add_flag("--resume", t.resume, "continue the run in --out from its last checkpoint");
+  train_cmd->add_flag("--overwrite", t.overwrite,
+                      "replace the run in --out (the old one stays until the new one has completed an epoch)");
+  train_cmd->add_option("--allow-change", t.allow_changes,
+                        "with --resume: a setting that may differ from the run's (lr, epochs, ...; repeatable)");
 
   std::string model_dir, data_file;
   Index eval_batch = 64;

@@ -137,11 +137,15 @@ void expect_small_products_allocate_nothing() {
       for (bool ta : {false, true})
         for (bool tb : {false, true})
           for (bool with_bias : {false, true}) {
-            const detail::GemmEpilogue<T> epilogue{with_bias ? bias.data() : nullptr, false};
-            const auto product = [&] {
-              detail::gemm(m, n, k, a.data(), ta ? m : k, ta, b.data(), tb ? k : n, tb, c.data(), n, false,
-                           epilogue);
-            };
+            detail::GemmProduct<T> p = detail::GemmProduct<T>::sizes(m, n, k).out(c.data(), n);
+            p.a = a.data();
+            p.lda = ta ? m : k;
+            p.transpose_a = ta;
+            p.b = b.data();
+            p.ldb = tb ? k : n;
+            p.transpose_b = tb;
+            p.add_bias(with_bias ? bias.data() : nullptr);
+            const auto product = [&] { detail::gemm(p); };
             product();  // warm: the packed kernel's buffers, the BLAS's own
             const Counts counts = count_allocations(product);
             EXPECT_EQ(counts.new_calls + counts.malloc_calls, 0)
@@ -164,7 +168,7 @@ struct Config {
   const char* name;
   int threads;
   float dropout;
-  nn::BatchSplit split = nn::BatchSplit::automatic;  // automatic does not split a model this small
+  BatchSplit split = BatchSplit::automatic;  // automatic does not split a model this small
 };
 
 class SteadyState : public ::testing::TestWithParam<Config> {};
@@ -179,15 +183,14 @@ TEST_P(SteadyState, TrainingStepAndInferenceAllocateNothing) {
   }
   nn::EncoderClassifier<float>::Options o;  // model_bench's "seed" configuration, with dropout as the case says
   o.vocab_size = 50;
-  o.d_model = 32;
-  o.nhead = 4;
-  o.num_layers = 2;
-  o.dim_feedforward = 64;
-  o.dropout = cfg.dropout;
+  o.encoder.layer.d_model = 32;
+  o.encoder.layer.nhead = 4;
+  o.encoder.num_layers = 2;
+  o.encoder.layer.dim_feedforward = 64;
+  o.encoder.layer.dropout = cfg.dropout;
   o.max_len = 64;
   o.positional = nn::PositionalKind::learned;
-  o.num_classes = 2;
-  o.batch_split = cfg.split;
+  o.head.num_classes = 2;
   nn::EncoderClassifier<float> model(o);
   model.train();
   optim::Adam<float> opt(model.named_parameters());
@@ -203,19 +206,18 @@ TEST_P(SteadyState, TrainingStepAndInferenceAllocateNothing) {
     opt.step();
     opt.zero_grad();
   };
-  const auto infer = [&] {
-    NoGradGuard no_grad;
+  const auto inference = [&] {
     model.eval();
-    Var<float> logits = model.forward(ids);
+    Var<float> logits = infer(model, cfg.split, ids);
     model.train();
   };
   for (int i = 0; i < 3; ++i) {  // warm-up: Adam's moments, every buffer size and pool block the step uses
     step();
-    infer();
+    inference();
   }
   for (int i = 0; i < 3; ++i) {
     expect_no_allocation(count_allocations(step), "a steady-state training step");
-    expect_no_allocation(count_allocations(infer), "a steady-state inference forward");
+    expect_no_allocation(count_allocations(inference), "a steady-state inference forward");
   }
   set_num_threads(threads_before);
 }
@@ -224,9 +226,9 @@ INSTANTIATE_TEST_SUITE_P(Allocation, SteadyState,
                          ::testing::Values(Config{"one_thread", 1, 0.0f}, Config{"two_threads", 2, 0.0f},
                                            Config{"dropout_two_threads", 2, 0.1f},
                                            // inference with the batch split across the threads
-                                           Config{"batch_split_two_threads", 2, 0.0f, nn::BatchSplit::always},
+                                           Config{"batch_split_two_threads", 2, 0.0f, BatchSplit::always},
                                            Config{"batch_split_dropout_two_threads", 2, 0.1f,
-                                                  nn::BatchSplit::always}),
+                                                  BatchSplit::always}),
                          [](const ::testing::TestParamInfo<Config>& info) { return std::string(info.param.name); });
 
 }  // namespace

@@ -127,12 +127,12 @@ TEST(EncoderClassifier, VariantsPassGradcheck) {
   nn::EncoderClassifier<double>::Options o;
   o.vocab_size = 9;
   o.max_len = 6;
-  o.d_model = 4;
-  o.nhead = 2;
-  o.num_layers = 1;
-  o.dim_feedforward = 5;
-  o.dropout = 0.0;
-  o.num_classes = 3;
+  o.encoder.layer.d_model = 4;
+  o.encoder.layer.nhead = 2;
+  o.encoder.num_layers = 1;
+  o.encoder.layer.dim_feedforward = 5;
+  o.encoder.layer.dropout = 0.0;
+  o.head.num_classes = 3;
   const Tensor<std::int64_t> ids = Tensor<std::int64_t>::from({1, 2, 3, 4, 5, 6, 0, 0}, {2, 4});
   const Tensor<bool> pad = Tensor<bool>::from({false, false, false, false, false, false, true, true}, {2, 4});
   const Tensor<std::int64_t> labels = Tensor<std::int64_t>::from({2, 0}, {2});
@@ -140,13 +140,13 @@ TEST(EncoderClassifier, VariantsPassGradcheck) {
     auto v = o;
     if (variant == 1) {
       v.positional = nn::PositionalKind::learned;
-      v.pooling = nn::Pooling::mean;
-      v.norm_first = true;
-      v.final_norm = true;
-      v.activation = nn::Activation::gelu;
+      v.head.pooling = nn::Pooling::mean;
+      v.encoder.layer.norm_first = true;
+      v.encoder.final_norm = true;
+      v.encoder.layer.activation = nn::Activation::gelu;
     } else if (variant == 2) {
       v.positional = nn::PositionalKind::sinusoidal;
-      v.pooler = true;
+      v.head.pooler = true;
     }
     nn::EncoderClassifier<double> model(v);
     EXPECT_GRADCHECK([&](const Inputs&) { return cross_entropy(model.forward(ids, pad), labels); },
@@ -154,107 +154,18 @@ TEST(EncoderClassifier, VariantsPassGradcheck) {
   }
 }
 
-// Sets eigenformer's thread count for a scope.
-class ThreadCount {
- public:
-  explicit ThreadCount(int n) : previous_(num_threads()) { set_num_threads(n); }
-  ~ThreadCount() { set_num_threads(previous_); }
-
- private:
-  int previous_;
-};
-
-TEST(EncoderClassifier, BatchSplitInferenceGivesTheUnsplitLogits) {
-  ThreadCount threads(2);
-  auto o = seed_options();
-  o.max_len = 16;
-  o.positional = nn::PositionalKind::learned;
-  // Five sequences: parts of two and three rows, padding in both.
-  Tensor<std::int64_t> ids = Tensor<std::int64_t>::empty({5, 16});
-  for (Index i = 0; i < ids.numel(); ++i) ids[i] = (i * 7) % 50;
-  Tensor<bool> pad = Tensor<bool>::zeros({5, 16});
-  pad(4, 15) = pad(1, 14) = true;
-  auto logits = [&](nn::BatchSplit split, bool training) {
-    auto v = o;
-    v.batch_split = split;
-    v.dropout = training ? 0.0f : 0.1f;  // dropout only matters in training
-    nn::EncoderClassifier<float> model(v);
-    model.train(training);
-    NoGradGuard no_grad;
-#ifdef _OPENMP
-    EXPECT_EQ(model.batch_parts(ids), split == nn::BatchSplit::always ? 2 : 1);
-#endif
-    const Var<float> y = model.forward(ids, pad);
-    EXPECT_TRUE(y.is_leaf());
-    EXPECT_FALSE(y.requires_grad());
-    EXPECT_FALSE(is_grad_enabled());  // the caller's mode is kept
-    return y.value();
-  };
-  for (bool training : {false, true}) {
-    const Tensor<float> unsplit = logits(nn::BatchSplit::never, training);
-    const Tensor<float> split = logits(nn::BatchSplit::always, training);
-    EXPECT_EQ(split.shape(), (Shape{5, 2}));
-    EXPECT_TRUE(split.allclose(unsplit, 1e-6, 1e-7)) << training;
-  }
-  EXPECT_TRUE(is_grad_enabled());
-}
-
-TEST(EncoderClassifier, BatchSplitOnlyWhereItPays) {
-  ThreadCount threads(2);
-  Tensor<std::int64_t> ids = Tensor<std::int64_t>::zeros({8, 128});
-  auto o = seed_options();
-  o.max_len = 128;
-  o.d_model = 128;
-  o.nhead = 2;
-  o.dim_feedforward = 512;
-  o.dropout = 0.0f;
-  nn::EncoderClassifier<float> small_weights(o);
-  EXPECT_EQ(small_weights.batch_parts(ids), 1);  // a graph is being recorded: never split
-  NoGradGuard no_grad;
-#ifdef _OPENMP
-  EXPECT_EQ(small_weights.batch_parts(ids), 2);  // tiny's shapes: each part does about 5e8 flops
-#endif
-  EXPECT_EQ(small_weights.batch_parts(Tensor<std::int64_t>::zeros({2, 4})), 1);    // too little work
-  EXPECT_EQ(small_weights.batch_parts(Tensor<std::int64_t>::zeros({1, 128})), 1);  // one sequence
-  EXPECT_THROW_WITH(small_weights.batch_parts(Tensor<std::int64_t>::zeros({128})), ShapeError,
-                    {"batch_parts", "ids is (128)", "expected (B, T)"});
-  {
-    ThreadCount one(1);
-    EXPECT_EQ(small_weights.batch_parts(ids), 1);
-  }
-  auto large = o;
-  large.d_model = 640;  // in_proj_weight (1920, 640): 4.7 MiB
-  large.nhead = 4;
-  large.num_layers = 1;
-  large.max_len = 8;
-  const nn::EncoderClassifier<float> large_weights(large);
-  const Tensor<std::int64_t> large_ids = Tensor<std::int64_t>::zeros({64, 8});
-  // Weights over 4 MiB: split only where each part's products are one-thread BLAS calls (the packed kernel would
-  // pack all of a weight per thread).
-  EXPECT_EQ(large_weights.batch_parts(large_ids),
-            num_threads() >= 2 && detail::whole_part_products_on_blas<float>() ? 2 : 1);
-#if defined(EIGENFORMER_OPENBLAS_THREADS) && defined(_OPENMP)
-  if (detail::openblas_thread_calls().set) {
-    EXPECT_EQ(large_weights.batch_parts(large_ids), 2);  // set_num_threads put OpenBLAS on one thread
-    detail::openblas_thread_calls().set(2);               // a threaded BLAS: the parts would run the packed kernel
-    EXPECT_FALSE(detail::whole_part_products_on_blas<float>());
-    EXPECT_EQ(large_weights.batch_parts(large_ids), 1);
-    EXPECT_EQ(small_weights.batch_parts(ids), 2);
-    detail::openblas_thread_calls().set(1);
-  }
-#endif
-  auto never = o;
-  never.batch_split = nn::BatchSplit::never;
-  EXPECT_EQ(nn::EncoderClassifier<float>(never).batch_parts(ids), 1);
-  auto dropout = o;
-  dropout.dropout = 0.1f;
-  nn::EncoderClassifier<float> with_dropout(dropout);
-  with_dropout.train();
-  EXPECT_EQ(with_dropout.batch_parts(ids), 1);  // masks as in the unsplit batch
-#ifdef _OPENMP
-  with_dropout.eval();
-  EXPECT_EQ(with_dropout.batch_parts(ids), 2);
-#endif
+TEST(EncoderClassifier, OptionsNestTheirPartsAndTheHeadTakesTheEncodersWidth) {
+  nn::EncoderClassifier<float>::Options o;
+  o.encoder.layer.d_model = 16;
+  o.encoder.layer.nhead = 2;
+  nn::EncoderClassifier<float> model(o);
+  EXPECT_EQ(model.options.head.d_model, 16);
+  EXPECT_EQ(model.head.fc.weight.shape(), (Shape{2, 16}));
+  o.head.d_model = 8;
+  EXPECT_THROW_WITH(nn::EncoderClassifier<float>{o}, ValueError, {"head.d_model is 8", "encoder's d_model 16"});
+  o.head.d_model = 0;
+  o.encoder.layer.batch_first = false;
+  EXPECT_THROW_WITH(nn::EncoderClassifier<float>{o}, ValueError, {"batch_first is false"});
 }
 
 TEST(EncoderClassifier, BadIdsAndLengthsThrowNamingIdPositionAndLimit) {
@@ -309,7 +220,7 @@ TEST(EncoderClassifier, TrainingBackwardFromSeveralThreadsSumsIntoTheParameters)
   // another. Run under ThreadSanitizer by .ci/run.
   auto o = seed_options();
   o.max_len = 8;
-  o.dropout = 0.0f;  // the same masks in both runs
+  o.encoder.layer.dropout = 0.0f;  // the same masks in both runs
   nn::EncoderClassifier<float> model(o);
   model.train();
   constexpr int kThreads = 4;
@@ -338,7 +249,7 @@ TEST(EncoderClassifier, TrainingBackwardFromSeveralThreadsSumsIntoTheParameters)
 
   // With dropout the threads also share each dropout layer's generator (drawn under a lock): every parameter
   // still gets a finite gradient.
-  o.dropout = 0.1f;
+  o.encoder.layer.dropout = 0.1f;
   nn::EncoderClassifier<float> dropped(o);
   dropped.train();
   std::vector<std::thread> more;

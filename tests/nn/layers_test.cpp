@@ -71,7 +71,7 @@ TEST(LayerNorm, NormalizesLastAxisAndPassesGradcheck) {
   }
   ln.weight.value() = random_var({6}, 6, false).value();
   EXPECT_GRADCHECK([&](const Inputs&) { return ln.forward(x); }, Inputs{x, ln.weight, ln.bias});
-  EXPECT_THROW_WITH(nn::LayerNorm<double>({0}), ValueError, {"LayerNorm", "dim is 0"});
+  EXPECT_THROW_WITH(nn::LayerNorm<double>(nn::LayerNorm<double>::Options(0)), ValueError, {"LayerNorm", "dim is 0"});
 }
 
 TEST(Dropout, ActiveInTrainingIdentityInEval) {
@@ -89,9 +89,9 @@ TEST(Dropout, ActiveInTrainingIdentityInEval) {
   drop.eval();
   EXPECT_FALSE(drop.is_training());
   EXPECT_FALSE(drop.active());
-  EXPECT_FALSE(nn::Dropout<float>({0.0f}).active());  // training, but p = 0
+  EXPECT_FALSE(nn::Dropout<float>(nn::Dropout<float>::Options(0.0f)).active());  // training, but p = 0
   EXPECT_TRUE(drop.forward(x).value().equal(x.value()));
-  EXPECT_THROW_WITH(nn::Dropout<float>({1.5f}), ValueError, {"Dropout", "1.5"});
+  EXPECT_THROW_WITH(nn::Dropout<float>(nn::Dropout<float>::Options(1.5f)), ValueError, {"Dropout", "1.5"});
 }
 
 TEST(PositionalEncoding, SinusoidsMatchTheFormula) {

@@ -47,16 +47,16 @@ nn::EncoderClassifier<float> model_from(const io::SafetensorsFile& f) {
   };
   nn::EncoderClassifier<float>::Options o;
   o.vocab_size = static_cast<Index>(number("vocab_size"));
-  o.d_model = static_cast<Index>(number("d_model"));
-  o.nhead = static_cast<Index>(number("nhead"));
-  o.num_layers = static_cast<Index>(number("num_layers"));
-  o.dim_feedforward = static_cast<Index>(number("dim_feedforward"));
-  o.num_classes = static_cast<Index>(number("num_classes"));
-  o.dropout = 0.0f;
-  o.activation = has("\"activation\":\"gelu\"") ? nn::Activation::gelu : nn::Activation::relu;
-  o.norm_first = has("\"norm_first\":true");
-  o.final_norm = o.norm_first;  // the variant fixture pairs pre-norm with a final encoder LayerNorm
-  o.pooling = has("\"pooling\":\"mean\"") ? nn::Pooling::mean : nn::Pooling::cls;
+  o.encoder.layer.d_model = static_cast<Index>(number("d_model"));
+  o.encoder.layer.nhead = static_cast<Index>(number("nhead"));
+  o.encoder.num_layers = static_cast<Index>(number("num_layers"));
+  o.encoder.layer.dim_feedforward = static_cast<Index>(number("dim_feedforward"));
+  o.head.num_classes = static_cast<Index>(number("num_classes"));
+  o.encoder.layer.dropout = 0.0f;
+  o.encoder.layer.activation = has("\"activation\":\"gelu\"") ? nn::Activation::gelu : nn::Activation::relu;
+  o.encoder.layer.norm_first = has("\"norm_first\":true");
+  o.encoder.final_norm = o.encoder.layer.norm_first;  // the variant fixture pairs pre-norm with a final LayerNorm
+  o.head.pooling = has("\"pooling\":\"mean\"") ? nn::Pooling::mean : nn::Pooling::cls;
   if (has("\"positional\":\"learned\"")) {
     o.positional = nn::PositionalKind::learned;
     o.max_len = static_cast<Index>(number("max_len"));

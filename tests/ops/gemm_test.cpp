@@ -44,30 +44,36 @@ double max_relative_error(const Case& c, std::uint64_t seed) {
   const std::vector<T> a = values<T>(a_rows * lda, seed), b = values<T>(b_rows * ldb, seed + 1),
                        bias = values<T>(c.n, seed + 2), c0 = values<T>(c.m * ldc, seed + 3);
   std::vector<T> out = c0;
-  detail::GemmEpilogue<T> epilogue;
-  epilogue.bias = c.bias ? bias.data() : nullptr;
-  epilogue.relu = c.relu;
+  detail::GemmProduct<T> p = detail::GemmProduct<T>::sizes(c.m, c.n, c.k);
+  if (c.ta)
+    p.lhs_transposed(a.data(), lda);
+  else
+    p.lhs(a.data(), lda);
+  if (c.tb)
+    p.rhs_transposed(b.data(), ldb);
+  else
+    p.rhs(b.data(), ldb);
+  if (c.accumulate)
+    p.add_to(out.data(), ldc);
+  else
+    p.out(out.data(), ldc);
+  p.add_bias(c.bias ? bias.data() : nullptr).apply_relu(c.relu);
   if constexpr (kPath == Path::kBlas) {
 #ifdef EIGEN_USE_BLAS
-    if (!detail::gemm_blas(c.m, c.n, c.k, a.data(), lda, c.ta, b.data(), ldb, c.tb, out.data(), ldc, c.accumulate,
-                           epilogue))
-      return std::numeric_limits<double>::infinity();
+    detail::gemm_blas(p);
 #endif
   } else if constexpr (kPath == Path::kBlasSplit) {
 #ifdef EIGEN_USE_BLAS
-    if (!detail::gemm_blas_split(c.m, c.n, c.k, a.data(), lda, c.ta, b.data(), ldb, c.tb, out.data(), ldc,
-                                 c.accumulate, epilogue))
-      return std::numeric_limits<double>::infinity();
+    detail::gemm_blas_split(p);
 #endif
   } else if constexpr (kPath == Path::kPacked) {
 #ifdef EIGENFORMER_GEMM_AVX2
     static_assert(std::is_same_v<T, float>, "the packed kernel is float only");
     detail::gemm_avx2::gemm(c.m, c.n, c.k, a.data(), lda, c.ta, b.data(), ldb, c.tb, out.data(), ldc, c.accumulate,
-                            epilogue.bias, epilogue.relu);
+                            p.epilogue.bias, p.epilogue.relu);
 #endif
   } else {
-    detail::gemm(c.m, c.n, c.k, a.data(), lda, c.ta, b.data(), ldb, c.tb, out.data(), ldc, c.accumulate,
-                 epilogue);
+    detail::gemm(p);
   }
   double worst = 0;
   for (Index i = 0; i < c.m; ++i)
@@ -234,26 +240,29 @@ TEST(Gemm, ProductsLargeEnoughToSplitMatchTheReferenceOnTwoThreads) {
 }
 
 TEST(Gemm, WholePartsInsideAParallelRegionGetTheOneThreadResult) {
-  // Threads each running a whole part of a batch split (WholePartGuard) inside a parallel region: each product is
-  // the one a single thread computes (in a BLAS build, the bits of that one-thread BLAS call).
+  // Threads each running a whole part of a batch split (ExecutionContext::whole_part) inside a parallel region:
+  // each product is the one a single thread computes (in a BLAS build, the bits of that one-thread BLAS call).
   const Index m = 512, n = 384, k = 256;
   const std::vector<float> a = values<float>(m * k, 41), b = values<float>(k * n, 42);
   const int saved = num_threads();
   set_num_threads(1);
   std::vector<float> one(static_cast<std::size_t>(m * n));
-  detail::gemm(m, n, k, a.data(), k, false, b.data(), n, false, one.data(), n, false);
+  detail::gemm(detail::GemmProduct<float>::sizes(m, n, k).lhs(a.data(), k).rhs(b.data(), n).out(one.data(), n));
   set_num_threads(2);
   std::vector<std::vector<float>> parts(2, std::vector<float>(one.size()));
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(2)
 #endif
   for (int t = 0; t < 2; ++t) {
-    detail::WholePartGuard whole_part;
-    EXPECT_TRUE(detail::running_whole_part());
-    detail::gemm(m, n, k, a.data(), k, false, b.data(), n, false, parts[static_cast<std::size_t>(t)].data(), n, false);
+    ExecutionContext context;
+    context.whole_part = true;
+    ExecutionScope scope(context);
+    EXPECT_TRUE(detail::execution_context().whole_part);
+    detail::gemm(detail::GemmProduct<float>::sizes(m, n, k).lhs(a.data(), k).rhs(b.data(), n).out(
+        parts[static_cast<std::size_t>(t)].data(), n));
   }
   set_num_threads(saved);
-  EXPECT_FALSE(detail::running_whole_part());
+  EXPECT_FALSE(detail::execution_context().whole_part);
   for (const auto& p : parts) EXPECT_EQ(p, one);
 }
 
@@ -268,18 +277,22 @@ TEST(Gemm, PairRunsTwoProductsWithTheResultsOfTheirOwnCalls) {
   auto products = [&](std::vector<float>& dx, std::vector<float>& dw) {
     dx.assign(static_cast<std::size_t>(rows * in), 0.0f);
     dw = c0;
-    detail::GemmProduct<float> p{rows, in, out, dz.data(), out, false, w.data(), in, false, dx.data(), in};
-    detail::GemmProduct<float> q{out, in, rows, dz.data(), out, true, x.data(), in, false, dw.data(), in, true};
-    q.epilogue.bias = bias.data();
-    q.epilogue.relu = true;
+    const auto p = detail::GemmProduct<float>::sizes(rows, in, out).lhs(dz.data(), out).rhs(w.data(), in).out(
+        dx.data(), in);
+    const auto q = detail::GemmProduct<float>::sizes(out, in, rows)
+                       .lhs_transposed(dz.data(), out)
+                       .rhs(x.data(), in)
+                       .add_to(dw.data(), in)
+                       .add_bias(bias.data())
+                       .apply_relu();
     return std::make_pair(p, q);
   };
   const int saved = num_threads();
   set_num_threads(1);
   std::vector<float> dx1, dw1;
   const auto [p1, q1] = products(dx1, dw1);
-  p1.run();
-  q1.run();
+  detail::gemm(p1);
+  detail::gemm(q1);
   for (int threads : {2, 1}) {
     set_num_threads(threads);
     std::vector<float> dx2, dw2;
@@ -296,8 +309,8 @@ TEST(Gemm, PairRunsTwoProductsWithTheResultsOfTheirOwnCalls) {
   set_num_threads(2);  // below the size for side by side: one after the other, still right
   std::vector<float> small_a(6), small_b(6);
   const std::vector<float> ones(6, 1.0f);
-  detail::gemm_pair(detail::GemmProduct<float>{2, 3, 2, ones.data(), 2, false, ones.data(), 3, false, small_a.data(), 3},
-                    detail::GemmProduct<float>{3, 2, 2, ones.data(), 2, false, ones.data(), 2, false, small_b.data(), 2});
+  detail::gemm_pair(detail::GemmProduct<float>::sizes(2, 3, 2).lhs(ones.data(), 2).rhs(ones.data(), 3).out(small_a.data(), 3),
+                    detail::GemmProduct<float>::sizes(3, 2, 2).lhs(ones.data(), 2).rhs(ones.data(), 2).out(small_b.data(), 2));
   EXPECT_EQ(small_a, std::vector<float>(6, 2.0f));
   EXPECT_EQ(small_b, std::vector<float>(6, 2.0f));
   set_num_threads(saved);
@@ -311,11 +324,10 @@ TEST(Gemm, LargeProductMatchesReference) {
 
 TEST(Gemm, EmptyDepthGivesBiasOrKeepsC) {
   std::vector<float> c = {1, 2, 3, 4}, bias = {10, 20};
-  detail::gemm<float>(2, 2, 0, nullptr, 0, false, nullptr, 2, false, c.data(), 2, true);
+  detail::gemm(detail::GemmProduct<float>::sizes(2, 2, 0).lhs(nullptr, 0).rhs(nullptr, 2).add_to(c.data(), 2));
   EXPECT_EQ(c, (std::vector<float>{1, 2, 3, 4}));
-  detail::GemmEpilogue<float> epilogue;
-  epilogue.bias = bias.data();
-  detail::gemm<float>(2, 2, 0, nullptr, 0, false, nullptr, 2, false, c.data(), 2, false, epilogue);
+  detail::gemm(
+      detail::GemmProduct<float>::sizes(2, 2, 0).lhs(nullptr, 0).rhs(nullptr, 2).out(c.data(), 2).add_bias(bias.data()));
   EXPECT_EQ(c, (std::vector<float>{10, 20, 10, 20}));
 }
 
@@ -334,14 +346,124 @@ TEST(Gemm, ReluPropagatesNaN) {
   for (Index n : {16, 3}) {  // a full tile and a partial one
     std::vector<float> a = {std::numeric_limits<float>::quiet_NaN()}, b(static_cast<std::size_t>(n), -1.0f);
     std::vector<float> c(static_cast<std::size_t>(n));
-    detail::GemmEpilogue<float> epilogue;
-    epilogue.relu = true;
-    detail::gemm<float>(1, n, 1, a.data(), 1, false, b.data(), n, false, c.data(), n, false, epilogue);
+    const auto product = [&] {
+      detail::gemm(detail::GemmProduct<float>::sizes(1, n, 1).lhs(a.data(), 1).rhs(b.data(), n).out(c.data(), n).apply_relu());
+    };
+    product();
     for (float v : c) EXPECT_TRUE(std::isnan(v));
     a[0] = 1.0f;
-    detail::gemm<float>(1, n, 1, a.data(), 1, false, b.data(), n, false, c.data(), n, false, epilogue);
+    product();
     for (float v : c) EXPECT_EQ(v, 0.0f);
   }
+}
+
+/// One row of the backend table: a situation and the backend it must get.
+struct BackendCase {
+  const char* what;
+  detail::GemmSituation s;
+  detail::GemmBackend expected;
+};
+
+/// A situation with the given product and context; a float product on a BLAS build with a one-thread OpenBLAS and
+/// the packed kernel, on one thread outside any parallel region, unless the case changes it.
+detail::GemmSituation situation(Index m, Index n, Index k, bool ta = false, bool tb = false) {
+  detail::GemmSituation s;
+  s.m = m;
+  s.n = n;
+  s.k = k;
+  s.transpose_a = ta;
+  s.transpose_b = tb;
+  s.blas_build = true;
+  s.blas_threads = 1;
+  s.packed_kernel = true;
+  return s;
+}
+
+template <typename F>
+detail::GemmSituation with(detail::GemmSituation s, F&& change) {
+  change(s);
+  return s;
+}
+
+TEST(GemmBackend, TheChoiceFollowsTheTable) {
+  using B = detail::GemmBackend;
+  using S = detail::GemmSituation;
+  const auto two_threads = [](S& s) { s.threads = 2; };
+  const auto in_region = [](S& s) { s.threads = 2; s.in_parallel_region = true; };
+  const auto whole_part = [](S& s) { s.threads = 2; s.in_parallel_region = true; s.whole_part = true; };
+  const auto no_blas = [](S& s) { s.blas_build = false; s.blas_threads = 0; };
+  const auto threaded_blas = [](S& s) { s.threads = 2; s.blas_threads = 8; };
+  const auto as_double = [](S& s) { s.scalar_bytes = 8; s.packed_kernel = false; };
+  const auto other_type = [](S& s) { s.scalar_bytes = 2; s.blas_scalar = false; s.packed_kernel = false; };
+  const std::vector<BackendCase> cases = {
+      {"empty result", situation(0, 5, 5), B::none},
+      {"empty result (n)", situation(5, 0, 5), B::none},
+      {"one thread: the BLAS", situation(128, 128, 128), B::blas},
+      {"one thread, empty depth: Eigen", situation(4, 16, 0), B::eigen},
+      {"one thread, small untransposed, n not a multiple of 16: kept off the BLAS (Eigen coefficient-wise)",
+       situation(4, 8, 4), B::eigen_lazy},
+      {"one thread, small with n % 16 == 0: the BLAS", situation(4, 16, 4), B::blas},
+      {"one thread, small but transposed: the BLAS", situation(4, 8, 4, false, true), B::blas},
+      {"one thread, allocating shape worth packing: the packed kernel", situation(64, 40, 64), B::packed},
+      {"one thread, double, n not a multiple of 8: Eigen coefficient-wise", with(situation(64, 36, 64), as_double),
+       B::eigen_lazy},
+      {"one thread, double, n a multiple of 8: the BLAS", with(situation(64, 40, 64), as_double), B::blas},
+      {"beyond the BLAS's int: packed", with(situation(128, 128, 128), [](S& s) { s.fits_blas_int = false; }),
+       B::packed},
+      {"two threads, 2e8 flops: split across the threads", with(situation(1000, 1000, 100), two_threads),
+       B::blas_split},
+      {"two threads, below 2e8 flops: the packed kernel", with(situation(999, 1000, 100), two_threads), B::packed},
+      {"two threads, tiny: Eigen", with(situation(8, 32, 32), two_threads), B::eigen},
+      {"threaded BLAS, 2e9 flops: the BLAS whole", with(situation(2000, 1000, 1000), threaded_blas),
+       B::blas_threaded},
+      {"threaded BLAS, below 2e9: packed", with(situation(999, 1000, 1000), threaded_blas), B::packed},
+      {"inside a parallel region: never the BLAS", with(situation(512, 512, 512), in_region), B::packed},
+      {"inside a parallel region, tiny: Eigen", with(situation(8, 16, 8), in_region), B::eigen},
+      {"a whole part with a one-thread BLAS: the BLAS", with(situation(512, 384, 256), whole_part), B::blas},
+      {"a whole part, allocating small shape: off the BLAS", with(situation(4, 8, 64), whole_part), B::eigen_lazy},
+      {"a whole part with a threaded BLAS: packed",
+       with(situation(512, 384, 256), [&](S& s) { whole_part(s); s.blas_threads = 4; }), B::packed},
+      {"no BLAS, one thread: packed", with(situation(128, 128, 128), no_blas), B::packed},
+      {"no BLAS, small allocating shape: plain Eigen", with(situation(4, 8, 4), no_blas), B::eigen},
+      {"no BLAS, no packed kernel: Eigen",
+       with(situation(128, 128, 128), [&](S& s) { no_blas(s); s.packed_kernel = false; }), B::eigen},
+      {"a type no BLAS takes: Eigen", with(situation(128, 128, 128), other_type), B::eigen},
+  };
+  for (const BackendCase& c : cases) EXPECT_EQ(detail::choose_gemm_backend(c.s), c.expected) << c.what;
+}
+
+TEST(GemmBackend, PairsRunSideBySideOnlyWhenBothAreLargeOnTwoThreads) {
+  auto large = with(situation(2048, 256, 1024), [](detail::GemmSituation& s) { s.threads = 2; });
+  auto small = with(situation(64, 64, 64), [](detail::GemmSituation& s) { s.threads = 2; });
+  EXPECT_TRUE(detail::gemm_pair_side_by_side(large, large));
+  EXPECT_FALSE(detail::gemm_pair_side_by_side(large, small));
+  EXPECT_FALSE(detail::gemm_pair_side_by_side(with(large, [](detail::GemmSituation& s) { s.threads = 4; }), large));
+  EXPECT_FALSE(detail::gemm_pair_side_by_side(with(large, [](detail::GemmSituation& s) { s.blas_threads = 2; }),
+                                              large));
+  EXPECT_FALSE(detail::gemm_pair_side_by_side(
+      with(large, [](detail::GemmSituation& s) { s.in_parallel_region = true; }), large));
+  EXPECT_FALSE(detail::gemm_pair_side_by_side(with(large, [](detail::GemmSituation& s) { s.blas_build = false; }),
+                                              large));
+}
+
+TEST(GemmBackend, TheSituationReadsTheCallingThreadsContext) {
+  std::vector<float> a(4), b(4), c(4);
+  const auto p = detail::GemmProduct<float>::sizes(2, 2, 2).lhs(a.data(), 2).rhs(b.data(), 2).out(c.data(), 2);
+  EXPECT_FALSE(detail::situation_of(p).whole_part);
+  {
+    ExecutionContext context;
+    context.whole_part = true;
+    ExecutionScope scope(context);
+    EXPECT_TRUE(detail::situation_of(p).whole_part);
+  }
+  EXPECT_FALSE(detail::situation_of(p).whole_part);
+  EXPECT_EQ(detail::situation_of(p).scalar_bytes, 4);
+  EXPECT_EQ(detail::situation_of(p).threads, num_threads());
+#ifdef EIGEN_USE_BLAS
+  EXPECT_TRUE(detail::situation_of(p).blas_build);
+#else
+  EXPECT_FALSE(detail::situation_of(p).blas_build);
+#endif
 }
 
 }  // namespace gemm_test

@@ -547,8 +547,10 @@ TEST(TensorStorage, PartBuffersServeAPartFromItsOwnBuffersAndReturnThemAfterIt) 
   const std::size_t big = detail::BufferCache::size_class(3000 * sizeof(float)),
                     small = detail::BufferCache::size_class(1000 * sizeof(float));
   const auto run_part = [&] {
-    detail::PartBuffersScope scope(part);
-    EXPECT_EQ(detail::current_part_buffers(), &part);
+    ExecutionContext context;
+    context.buffers = &part;
+    ExecutionScope scope(context);
+    EXPECT_EQ(detail::execution_context().buffers, &part);
     auto a = Tensor<float>::full({3000}, 1.0f);
     const Tensor<float> b = Tensor<float>::full({1000}, 2.0f);
     const float* freed = a.data();
@@ -559,7 +561,7 @@ TEST(TensorStorage, PartBuffersServeAPartFromItsOwnBuffersAndReturnThemAfterIt) 
     EXPECT_EQ(b.data()[999], 2.0f);
   };
   run_part();
-  EXPECT_EQ(detail::current_part_buffers(), nullptr);
+  EXPECT_EQ(detail::execution_context().buffers, nullptr);
   const std::size_t cached_before = buffer_cache_bytes();
   part.release();  // the part's two buffers go to the shared cache
   EXPECT_EQ(buffer_cache_bytes(), cached_before + big + small);

@@ -1,5 +1,7 @@
 #include "eigenformer/train/generator_state.hpp"
 
+#include "eigenformer/nn/encoder_classifier.hpp"
+
 #include <string>
 #include <vector>
 
@@ -18,12 +20,12 @@ Model::Options options(Index layers) {
   Model::Options o;
   o.vocab_size = 10;
   o.max_len = 8;
-  o.d_model = 8;
-  o.nhead = 2;
-  o.num_layers = layers;
-  o.dim_feedforward = 16;
-  o.dropout = 0.5;
-  o.pooling = nn::Pooling::mean;
+  o.encoder.layer.d_model = 8;
+  o.encoder.layer.nhead = 2;
+  o.encoder.num_layers = layers;
+  o.encoder.layer.dim_feedforward = 16;
+  o.encoder.layer.dropout = 0.5;
+  o.head.pooling = nn::Pooling::mean;
   o.seed = 3;
   return o;
 }
@@ -49,11 +51,12 @@ struct WithoutGenerators {};
 TEST(GeneratorState, NamesEveryDropoutGeneratorOfAnEncoderClassifier) {
   Model m(options(2));
   std::vector<std::string> names;
-  visit_generators(m, [&names](const std::string& name, Generator&) { names.push_back(name); });
-  EXPECT_EQ(names, (std::vector<std::string>{"encoder.layers.0.self_attn.attention", "encoder.layers.0.ff.dropout",
-                                             "encoder.layers.0.dropout1", "encoder.layers.0.dropout2",
-                                             "encoder.layers.1.self_attn.attention", "encoder.layers.1.ff.dropout",
-                                             "encoder.layers.1.dropout1", "encoder.layers.1.dropout2"}));
+  const nlohmann::json states = generator_states(m);  // a JSON object: names in sorted order
+  for (auto it = states.begin(); it != states.end(); ++it) names.push_back(it.key());
+  EXPECT_EQ(names, (std::vector<std::string>{"encoder.layers.0.dropout", "encoder.layers.0.dropout1",
+                                             "encoder.layers.0.dropout2", "encoder.layers.0.self_attn.attention",
+                                             "encoder.layers.1.dropout", "encoder.layers.1.dropout1",
+                                             "encoder.layers.1.dropout2", "encoder.layers.1.self_attn.attention"}));
 }
 
 TEST(GeneratorState, RestoredStatesReplayTheSameDropoutMasks) {

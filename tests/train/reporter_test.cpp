@@ -1,5 +1,7 @@
 #include "eigenformer/train/reporter.hpp"
 
+#include "eigenformer/train/metrics.hpp"
+
 #include <sstream>
 #include <string>
 
@@ -30,11 +32,11 @@ StepInfo step(Index batch, Index batches) {
 EpochRecord record() {
   EpochRecord r;
   r.epoch = 2;
-  r.train_loss = 0.5;
-  r.train_accuracy = 0.75;
-  r.valid_loss = 0.25;
-  r.valid_accuracy = 0.875;
-  r.valid_macro_f1 = 0.8;
+  r.metrics = {{"train_loss", 0.5},
+               {"train_accuracy", 0.75},
+               {"valid_loss", 0.25},
+               {"valid_accuracy", 0.875},
+               {"valid_macro_f1", 0.8}};
   r.seconds = 61;
   r.tokens_per_second = 2500;
   r.best = true;
@@ -88,7 +90,7 @@ TEST(ConsoleReporter, ProgressBarRedrawnInPlaceOnATerminal) {
   EXPECT_NE(s.find("\repoch 2/3 [#####...............] 1/4 step 11/30 loss 0.2500"), std::string::npos) << s;
   EXPECT_NE(s.find("[##########..........] 2/4"), std::string::npos) << s;
   // The epoch summary first blanks the bar, then starts at column 0.
-  rep.on_epoch_end(record(), EvalResult());
+  rep.on_epoch_end(record(), "");
   const std::string t = out.str().substr(s.size());
   EXPECT_EQ(t.rfind('\r', 0), 0u);
   EXPECT_NE(t.find("\repoch 2: train loss"), std::string::npos) << t;
@@ -109,18 +111,17 @@ TEST(ConsoleReporter, ThrottlesRedrawsButAlwaysDrawsTheLastBatch) {
 TEST(ConsoleReporter, EpochSummaryAndConfusionMatrix) {
   std::ostringstream out;
   ConsoleReporter::Options o;
-  o.show_confusion = true;
-  o.labels = {"ham", "spam"};
+  o.show_details = true;
   ConsoleReporter rep(out, o);
-  EvalResult v;
-  v.confusion = ConfusionMatrix(2);
-  v.confusion.add(0, 0);
-  v.confusion.add(1, 0);
-  rep.on_epoch_end(record(), v);
+  ConfusionMatrix m(2);
+  m.add(0, 0);
+  m.add(1, 0);
+  rep.on_epoch_end(record(), m.to_string({"ham", "spam"}));
   FitSummary f;
   f.epochs_run = 3;
   f.best_epoch = 2;
-  f.best_valid_accuracy = 0.875;
+  f.monitor = "valid_accuracy";
+  f.best_value = 0.875;
   f.best_valid_loss = 0.25;
   f.stopped_early = true;
   f.seconds = 125;
@@ -131,7 +132,7 @@ TEST(ConsoleReporter, EpochSummaryAndConfusionMatrix) {
             "true\\pred       ham      spam\n"
             "      ham         1         0\n"
             "     spam         1         0\n"
-            "done: 3 epochs (stopped early) in 2:05; best epoch 2: valid acc 0.8750, loss 0.2500\n");
+            "done: 3 epochs (stopped early) in 2:05; best epoch 2: valid_accuracy 0.8750, valid loss 0.2500\n");
 }
 
 TEST(ConsoleReporter, FitBeginLine) {

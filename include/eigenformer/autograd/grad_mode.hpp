@@ -1,6 +1,8 @@
 // Thread-local gradient recording switch and the NoGradGuard scope guard (torch.no_grad).
 #pragma once
 
+#include "eigenformer/core/scoped_value.hpp"
+
 namespace eigenformer {
 namespace detail {
 inline bool& grad_mode_flag() {
@@ -13,27 +15,15 @@ inline bool& grad_mode_flag() {
 inline bool is_grad_enabled() { return detail::grad_mode_flag(); }
 
 /// Disables graph recording on this thread for its lifetime (like `with torch.no_grad():`); nests.
-class NoGradGuard {
+class NoGradGuard : detail::ScopedValue<bool> {
  public:
-  NoGradGuard() : previous_(detail::grad_mode_flag()) { detail::grad_mode_flag() = false; }
-  ~NoGradGuard() { detail::grad_mode_flag() = previous_; }
-  NoGradGuard(const NoGradGuard&) = delete;
-  NoGradGuard& operator=(const NoGradGuard&) = delete;
-
- private:
-  bool previous_;
+  NoGradGuard() : ScopedValue(detail::grad_mode_flag(), false) {}
 };
 
 /// Re-enables recording on this thread for its lifetime, inside a NoGradGuard (like torch.enable_grad).
-class EnableGradGuard {
+class EnableGradGuard : detail::ScopedValue<bool> {
  public:
-  EnableGradGuard() : previous_(detail::grad_mode_flag()) { detail::grad_mode_flag() = true; }
-  ~EnableGradGuard() { detail::grad_mode_flag() = previous_; }
-  EnableGradGuard(const EnableGradGuard&) = delete;
-  EnableGradGuard& operator=(const EnableGradGuard&) = delete;
-
- private:
-  bool previous_;
+  EnableGradGuard() : ScopedValue(detail::grad_mode_flag(), true) {}
 };
 
 }  // namespace eigenformer

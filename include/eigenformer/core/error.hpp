@@ -16,28 +16,16 @@ class Error : public std::runtime_error {
 };
 
 /// Shapes that do not fit the operation (mismatched, wrong rank, non-broadcastable).
-class ShapeError : public Error {
- public:
-  explicit ShapeError(const std::string& what) : Error(what) {}
-};
+class ShapeError : public Error { public: using Error::Error; };
 
 /// A value outside its valid range: an axis, a token id, a probability, an option.
-class ValueError : public Error {
- public:
-  explicit ValueError(const std::string& what) : Error(what) {}
-};
+class ValueError : public Error { public: using Error::Error; };
 
 /// Misuse of the autograd engine (backward on a non-scalar without a seed, a freed graph, ...).
-class AutogradError : public Error {
- public:
-  explicit AutogradError(const std::string& what) : Error(what) {}
-};
+class AutogradError : public Error { public: using Error::Error; };
 
 /// Reading or writing a file failed or the file is malformed.
-class IoError : public Error {
- public:
-  explicit IoError(const std::string& what) : Error(what) {}
-};
+class IoError : public Error { public: using Error::Error; };
 
 namespace detail {
 

@@ -1,11 +1,13 @@
-// Threading helpers: the OpenMP thread count and a parallel loop that stays serial for small work or inside
-// another parallel region (so kernels never fight Eigen's or a BLAS's own threads).
+// Threading helpers: the OpenMP thread count and parallel loops that stay serial for small work or inside another
+// parallel region (so kernels never fight Eigen's or a BLAS's own threads). An exception thrown by an iteration
+// never escapes a parallel region: the first one is rethrown on the calling thread after the loop.
 #pragma once
 
 #include <algorithm>
 
 #include "eigenformer/core/config.hpp"
 #include "eigenformer/core/error.hpp"
+#include "eigenformer/core/execution.hpp"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -92,26 +94,6 @@ inline bool in_parallel_region() {
 #endif
 }
 
-/// Set on a thread while it runs one part of work split across threads at a higher level (EncoderClassifier's
-/// batch split): that thread's products are whole problems of their own, as on one thread, although it runs inside
-/// a parallel region.
-inline bool& running_whole_part() {
-  thread_local bool on = false;
-  return on;
-}
-
-/// Marks the current thread as running a whole part (see running_whole_part) for its lifetime.
-class WholePartGuard {
- public:
-  WholePartGuard() : previous_(running_whole_part()) { running_whole_part() = true; }
-  ~WholePartGuard() { running_whole_part() = previous_; }
-  WholePartGuard(const WholePartGuard&) = delete;
-  WholePartGuard& operator=(const WholePartGuard&) = delete;
-
- private:
-  bool previous_;
-};
-
 /// True when a loop of this much work should fork: OpenMP is on with more than one thread and we are not already
 /// inside a parallel region (no nested teams: kernels never fight an outer loop's threads).
 inline bool worth_parallel(double work) {
@@ -129,8 +111,10 @@ template <typename F>
 void parallel_for(Index n, double flops_per_item, F&& f) {
 #ifdef _OPENMP
   if (n > 1 && worth_parallel(flops_per_item * static_cast<double>(n))) {
+    FirstException error;
 #pragma omp parallel for schedule(static)
-    for (Index i = 0; i < n; ++i) f(i);
+    for (Index i = 0; i < n; ++i) error.run([&] { f(i); });
+    error.rethrow();
     return;
   }
 #endif
@@ -163,8 +147,10 @@ template <typename F>
 void run_chunks(Index n, const ChunkPlan& plan, F&& f) {
 #ifdef _OPENMP
   if (plan.count > 1) {
+    FirstException error;
 #pragma omp parallel for schedule(dynamic, 1)
-    for (Index k = 0; k < plan.count; ++k) f(k, k * plan.size, std::min(n, (k + 1) * plan.size));
+    for (Index k = 0; k < plan.count; ++k) error.run([&] { f(k, k * plan.size, std::min(n, (k + 1) * plan.size)); });
+    error.rethrow();
     return;
   }
 #endif

@@ -11,7 +11,6 @@
 #pragma once
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
@@ -24,7 +23,6 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <random>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -36,11 +34,8 @@
 
 #include "eigenformer/core/error.hpp"
 #include "eigenformer/core/shape.hpp"
+#include "eigenformer/io/file.hpp"
 #include "eigenformer/tensor/tensor.hpp"
-
-#if defined(__unix__) || defined(__APPLE__)
-#include <unistd.h>  // fsync, fileno
-#endif
 
 namespace eigenformer::io {
 
@@ -833,38 +828,20 @@ class Writer {
     return out;
   }
 
-  /// Writes the file atomically (temporary file + rename); throws IoError naming path on failure.
+  /// Writes the file atomically (io/file.hpp: temporary file, fsync, rename, folder fsync); throws IoError
+  /// naming path on failure, leaving any previous file unchanged.
   void write(const std::filesystem::path& path) const {
-    using detail::concat;
-    const std::string target = path.string();
     const std::vector<const Entry*> order = ordered();
-    const std::vector<std::uint8_t> head = prefix_and_header(order, concat("save_safetensors: ", target));
-    const std::filesystem::path tmp = temporary_path(path);
-    std::FILE* f = std::fopen(tmp.string().c_str(), "wbx");  // "x": never reuse an existing file
-    if (!f)
-      throw IoError(concat("save_safetensors: cannot write ", detail::quote_name(target), ": cannot create ",
-                           detail::quote_name(tmp.string()), ": ", std::strerror(errno)));
-    errno = 0;
-    int err = 0;  // errno of the first failing step
-    const auto step = [&err](bool success) {
-      if (!success && err == 0) err = errno ? errno : EIO;
-      return success;
-    };
-    bool ok = step(std::fwrite(head.data(), 1, head.size(), f) == head.size());
-    for (const Entry* e : order) ok = ok && step(e->emit(f, nullptr));
-    ok = ok && step(std::fflush(f) == 0);
-#if defined(__unix__) || defined(__APPLE__)
-    ok = ok && step(::fsync(::fileno(f)) == 0);  // the data reaches the disk before the rename publishes it
-#endif
-    ok = step(std::fclose(f) == 0) && ok;
-    std::error_code ec;
-    if (ok) std::filesystem::rename(tmp, path, ec);
-    if (!ok || ec) {
-      const std::string reason = ok ? ec.message() : std::string(std::strerror(err));
-      std::filesystem::remove(tmp, ec);
-      throw IoError(concat("save_safetensors: cannot write ", detail::quote_name(target), ": ", reason,
-                           " (any previous file is unchanged)"));
-    }
+    const std::vector<std::uint8_t> head = prefix_and_header(order, detail::concat("save_safetensors: ", path.string()));
+    write_file_atomically(
+        path,
+        [&](std::FILE* f) {
+          if (std::fwrite(head.data(), 1, head.size(), f) != head.size()) return false;
+          for (const Entry* e : order)
+            if (!e->emit(f, nullptr)) return false;
+          return true;
+        },
+        "save_safetensors");
   }
 
  private:
@@ -953,23 +930,6 @@ class Writer {
     detail::store_le<std::uint64_t>(out.data(), text.size());
     std::memcpy(out.data() + 8, text.data(), text.size());
     return out;
-  }
-
-  /// "<target>.tmp.<random>" beside the target: rename within one directory (one file system) is atomic.
-  static std::filesystem::path temporary_path(const std::filesystem::path& target) {
-    static std::atomic<std::uint64_t> counter{0};
-    std::uint64_t salt = counter.fetch_add(1);
-    try {
-      std::random_device rd;
-      salt ^= (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
-    } catch (...) {
-      salt ^= reinterpret_cast<std::uintptr_t>(&counter);  // no entropy source: the counter alone
-    }
-    char suffix[32];
-    std::snprintf(suffix, sizeof(suffix), ".tmp.%016llx", static_cast<unsigned long long>(salt));
-    std::filesystem::path tmp = target;
-    tmp += suffix;
-    return tmp;
   }
 
   std::vector<Entry> entries_;

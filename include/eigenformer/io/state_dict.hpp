@@ -1,7 +1,8 @@
 // Checkpoints of modules and optimizers as safetensors files, matching torch.nn.Module.state_dict /
 // load_state_dict (PyTorch's dotted names, strict mode, in-place copies) and optimizer state_dict round trips.
 //
-// A module is anything with `template <class F> void visit_parameters(F&& f)` calling f(name, Var<T>&); an
+// A module is anything with `template <class F> void visit_parameters(F&& f)` calling f(name, Var<T>&) (and,
+// for the module tree of nn/module.hpp, visit_buffers: persistent buffers belong to the state dict); an
 // optimizer is anything with `template <class F> void visit_state(F&& f)` calling f(name, Tensor<T>&) on its own
 // state tensors (Adam: m, v and the step count as a tensor). Loading is all-or-nothing: every name, shape and
 // dtype is checked and every value converted before the first parameter changes.
@@ -20,6 +21,7 @@
 
 #include "eigenformer/autograd/var.hpp"
 #include "eigenformer/io/safetensors.hpp"
+#include "eigenformer/nn/module.hpp"
 
 namespace eigenformer::io {
 
@@ -116,18 +118,45 @@ void copy_into(Tensor<T>& dst, const Tensor<T>& src) {
 
 }  // namespace detail
 
-/// Saves every parameter of module under its dotted name (F32 for float parameters, F64 for double).
+namespace detail {
+
+/// A buffer visitor that accepts any buffer, for detecting visit_buffers.
+struct AnyBuffer {
+  template <class U>
+  void operator()(const std::string&, Tensor<U>&, nn::Persistence) {}
+};
+
+template <class M, class = void>
+struct HasBuffers : std::false_type {};
+template <class M>
+struct HasBuffers<M, std::void_t<decltype(std::declval<M&>().visit_buffers(std::declval<AnyBuffer&>()))>>
+    : std::true_type {};
+
+/// Calls f(name, Tensor<U>&) for every persistent buffer of module (none for a module without buffers).
+template <class Module, class F>
+void visit_persistent_buffers(Module& module, F&& f) {
+  if constexpr (HasBuffers<Module>::value)
+    module.visit_buffers([&f](const std::string& name, auto& b, nn::Persistence p) {
+      if (p == nn::Persistence::persistent) f(name, b);
+    });
+}
+
+}  // namespace detail
+
+/// Saves the state dict of module: every parameter and persistent buffer under its dotted name (F32 for float
+/// tensors, F64 for double, I64 and BOOL for ids and masks), atomically (io/file.hpp).
 template <class Module>
 void save_state_dict(Module& module, const std::filesystem::path& path, const Metadata& metadata = {}) {
   Writer w;
   module.visit_parameters([&w](const std::string& name, auto& param) {
     if (param.defined()) w.add(name, param.value());
   });
+  detail::visit_persistent_buffers(module, [&w](const std::string& name, auto& b) { w.add(name, b); });
   w.set_metadata(metadata);
   w.write(path);
 }
 
-/// Loads parameters saved by save_state_dict (or PyTorch's safetensors save_file), converting F16/BF16/F32/F64 to
+/// Loads a state dict saved by save_state_dict (or PyTorch's safetensors save_file), converting F16/BF16/F32/F64 to
 /// the parameters' type. Throws IoError listing every missing, unexpected, mis-shaped or wrongly typed name at
 /// once and leaves the module unchanged; strict = false tolerates missing and unexpected names (returned).
 template <class Module>
@@ -141,6 +170,11 @@ LoadResult load_state_dict(Module& module, const std::filesystem::path& path, bo
     V handle = param;              // shares the parameter's node, so the copy lands in the module
     loader.stage(name, param.value(), false,
                  [handle](const Tensor<T>& v) mutable { detail::copy_into(handle.value(), v); });
+  });
+  detail::visit_persistent_buffers(module, [&loader](const std::string& name, auto& b) {
+    using U = typename std::decay_t<decltype(b)>::Scalar;
+    Tensor<U>* target = &b;
+    loader.stage(name, b, false, [target](const Tensor<U>& v) { detail::copy_into(*target, v); });
   });
   LoadResult result = loader.check(strict, path.string());
   loader.apply();

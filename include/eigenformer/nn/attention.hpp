@@ -10,7 +10,6 @@
 #include "eigenformer/nn/module.hpp"
 #include "eigenformer/ops/attention.hpp"
 #include "eigenformer/ops/layout.hpp"
-#include "eigenformer/ops/linear.hpp"
 #include "eigenformer/ops/reduction.hpp"
 
 namespace eigenformer::nn {
@@ -21,6 +20,8 @@ struct ScaledDotProductAttention : Module<ScaledDotProductAttention<T>, T> {
   struct Options {
     T dropout = T(0);
     std::uint64_t seed = 0;
+
+    EIGENFORMER_FIELDS(dropout, seed)
   };
 
   ScaledDotProductAttention() = default;
@@ -51,9 +52,10 @@ struct ScaledDotProductAttention : Module<ScaledDotProductAttention<T>, T> {
     return scaled_dot_product_attention_packed(qkv, num_heads, mask, opt);
   }
 
-  template <typename F>
-  void visit_parameters(F&&) {}
-  void set_training(bool) {}
+  template <class V>
+  void visit(V& v) {
+    v.generator("", gen);
+  }
 
   Options options;
   Generator gen;
@@ -68,6 +70,8 @@ struct MultiHeadAttention : Module<MultiHeadAttention<T>, T> {
     T dropout = T(0);  // on the attention weights, in training mode
     bool bias = true;
     std::uint64_t seed = 0;  // dropout generator
+
+    EIGENFORMER_FIELDS(embed_dim, num_heads, dropout, bias, seed)
   };
 
   /// What forward returns: the output (B, T, C) and, when asked for, the attention weights (B, T, S) averaged
@@ -85,9 +89,12 @@ struct MultiHeadAttention : Module<MultiHeadAttention<T>, T> {
     const Index C = o.embed_dim;
     in_proj_weight = Var<T>(init::xavier_uniform<T>(3 * C, C, gen), true);
     if (o.bias) in_proj_bias = Var<T>(Tensor<T>::zeros({3 * C}), true);
-    out_proj = Linear<T>({C, C, o.bias}, gen);  // NonDynamicallyQuantizableLinear: Linear's init ...
+    out_proj = Linear<T>(typename Linear<T>::Options(C, C, o.bias), gen);  // NonDynamicallyQuantizableLinear's init ...
     if (o.bias) out_proj.bias.value().set_zero();  // ... then _reset_parameters zeroes out_proj.bias
-    attention = ScaledDotProductAttention<T>({o.dropout, o.seed});
+    typename ScaledDotProductAttention<T>::Options sdpa;
+    sdpa.dropout = o.dropout;
+    sdpa.seed = o.seed;
+    attention = ScaledDotProductAttention<T>(sdpa);
   }
 
   /// Self-attention: x (B, T, C).
@@ -109,7 +116,7 @@ struct MultiHeadAttention : Module<MultiHeadAttention<T>, T> {
     detail::check_residual("MultiHeadAttention::forward_add", x, residual);
     const Var<T> heads = attention.forward_packed(linear(x, in_proj_weight, in_proj_bias), options.num_heads, mask,
                                                   nullptr);  // (B, T, C)
-    return linear_residual(heads, out_proj.weight, out_proj.bias, residual);
+    return out_proj.forward_add(heads, residual);
   }
 
   /// Attention of query (B, T, C) over key and value (B, S, C), with the packed projection split in three.
@@ -131,13 +138,13 @@ struct MultiHeadAttention : Module<MultiHeadAttention<T>, T> {
                   split_heads(linear(value, w[2], b[2]), H), mask, need_weights, average_attn_weights);
   }
 
-  template <typename F>
-  void visit_parameters(F&& f) {
-    f("in_proj_weight", in_proj_weight);
-    if (in_proj_bias.defined()) f("in_proj_bias", in_proj_bias);
-    out_proj.visit_parameters(detail::prefixed("out_proj.", f));
+  template <class V>
+  void visit(V& v) {
+    v.parameter("in_proj_weight", in_proj_weight);
+    v.parameter("in_proj_bias", in_proj_bias);
+    v.module("out_proj", out_proj);
+    v.module("attention", attention);
   }
-  void set_training(bool on) { attention.train(on); }
 
   Options options;
   Var<T> in_proj_weight;  // (3C, C): rows [0, C) project queries, [C, 2C) keys, [2C, 3C) values

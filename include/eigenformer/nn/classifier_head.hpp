@@ -2,6 +2,7 @@
 // mean over valid tokens), an optional BERT-style tanh pooler, then LayerNorm and Linear to class logits.
 #pragma once
 
+#include "eigenformer/core/fields.hpp"
 #include "eigenformer/nn/layer_norm.hpp"
 #include "eigenformer/nn/linear.hpp"
 #include "eigenformer/nn/module.hpp"
@@ -15,6 +16,10 @@ namespace eigenformer::nn {
 /// How a sequence of vectors becomes one: position 0 (CLS) or the mean over non-padding positions.
 enum class Pooling { cls, mean };
 
+inline constexpr EnumNames<Pooling, 2> enum_names(Pooling) {
+  return {{{Pooling::cls, "cls"}, {Pooling::mean, "mean"}}};
+}
+
 /// pool -> [tanh(dense)] -> LayerNorm -> Linear. Parameter names follow the seed demo's
 /// nn.Sequential(nn.LayerNorm, nn.Linear): classifier.0.*, classifier.1.*; the pooler is pooler.dense.* (BERT).
 template <typename T = float>
@@ -25,6 +30,8 @@ struct ClassifierHead : Module<ClassifierHead<T>, T> {
     Pooling pooling = Pooling::cls;
     bool pooler = false;
     T layer_norm_eps = T(1e-5);
+
+    EIGENFORMER_FIELDS(d_model, num_classes, pooling, pooler, layer_norm_eps)
   };
 
   ClassifierHead() = default;
@@ -32,9 +39,9 @@ struct ClassifierHead : Module<ClassifierHead<T>, T> {
     if (o.d_model <= 0 || o.num_classes <= 0)
       throw ValueError(eigenformer::detail::concat("ClassifierHead: d_model is ", o.d_model, ", num_classes is ",
                                                    o.num_classes, ", expected both > 0"));
-    if (o.pooler) pooler = Linear<T>({o.d_model, o.d_model, true}, gen);
-    norm = LayerNorm<T>({o.d_model, o.layer_norm_eps, true});
-    fc = Linear<T>({o.d_model, o.num_classes, true}, gen);
+    if (o.pooler) pooler = Linear<T>(typename Linear<T>::Options(o.d_model, o.d_model), gen);
+    norm = LayerNorm<T>(typename LayerNorm<T>::Options(o.d_model, o.layer_norm_eps));
+    fc = Linear<T>(typename Linear<T>::Options(o.d_model, o.num_classes), gen);
   }
 
   /// h: (B, T, C) encoder output; padding_mask (B, T), true = padding (used by mean pooling; may be undefined).
@@ -58,13 +65,12 @@ struct ClassifierHead : Module<ClassifierHead<T>, T> {
     return fc.forward(norm.forward(p));
   }
 
-  template <typename F>
-  void visit_parameters(F&& f) {
-    if (options.pooler) pooler.visit_parameters(detail::prefixed("pooler.dense.", f));
-    norm.visit_parameters(detail::prefixed("classifier.0.", f));
-    fc.visit_parameters(detail::prefixed("classifier.1.", f));
+  template <class V>
+  void visit(V& v) {
+    if (options.pooler) v.module("pooler.dense", pooler);
+    v.module("classifier.0", norm);
+    v.module("classifier.1", fc);
   }
-  void set_training(bool) {}
 
   Options options;
   Linear<T> pooler;  // (C, C), when options.pooler

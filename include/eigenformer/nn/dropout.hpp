@@ -15,6 +15,10 @@ struct Dropout : Module<Dropout<T>, T> {
   struct Options {
     T p = T(0.5);
     std::uint64_t seed = 0;  // seeds this layer's own generator
+
+    Options() = default;
+    Options(T probability, std::uint64_t generator_seed = 0) : p(probability), seed(generator_seed) {}
+    EIGENFORMER_FIELDS(p, seed)
   };
 
   Dropout() = default;
@@ -27,9 +31,10 @@ struct Dropout : Module<Dropout<T>, T> {
   /// Whether forward changes its input (training mode and p > 0).
   bool active() const { return this->is_training() && options.p > T(0); }
 
-  template <typename F>
-  void visit_parameters(F&&) {}
-  void set_training(bool) {}
+  template <class V>
+  void visit(V& v) {
+    v.generator("", gen);
+  }
 
   Options options;
   Generator gen;

@@ -13,6 +13,8 @@ struct Embedding : Module<Embedding<T>, T> {
     Index num_embeddings = 0;
     Index embedding_dim = 0;
     Index padding_idx = -1;  // -1: none
+
+    EIGENFORMER_FIELDS(num_embeddings, embedding_dim, padding_idx)
   };
 
   Embedding() = default;
@@ -31,11 +33,16 @@ struct Embedding : Module<Embedding<T>, T> {
   /// ids: any shape of ids in [0, num_embeddings) -> (ids.shape..., embedding_dim).
   Var<T> forward(const Tensor<std::int64_t>& ids) const { return embedding(weight, ids, options.padding_idx); }
 
-  template <typename F>
-  void visit_parameters(F&& f) {
-    f("weight", weight);
+  /// forward(ids) plus, at each step t of the last axis, row t of positions (L >= steps, embedding_dim), in one op
+  /// (embedding_with_positions): the lookup alone is never kept for the backward.
+  Var<T> forward_add_positions(const Tensor<std::int64_t>& ids, const Var<T>& positions) const {
+    return embedding_with_positions(weight, ids, positions, options.padding_idx);
   }
-  void set_training(bool) {}
+
+  template <class V>
+  void visit(V& v) {
+    v.parameter("weight", weight);
+  }
 
   Options options;
   Var<T> weight;  // (num_embeddings, embedding_dim)

@@ -16,6 +16,8 @@ struct Encoder : Module<Encoder<T>, T> {
     typename EncoderBlock<T>::Options layer;
     Index num_layers = 6;
     bool final_norm = false;  // TransformerEncoder's norm argument (usual with norm_first)
+
+    EIGENFORMER_FIELDS(layer, num_layers, final_norm)
   };
 
   Encoder() = default;
@@ -27,7 +29,7 @@ struct Encoder : Module<Encoder<T>, T> {
       lo.seed = o.layer.seed * 1000 + static_cast<std::uint64_t>(i);  // distinct dropout streams per layer
       layers.emplace_back(lo, gen);
     }
-    if (o.final_norm) norm = LayerNorm<T>({o.layer.d_model, o.layer.layer_norm_eps, true});
+    if (o.final_norm) norm = LayerNorm<T>(typename LayerNorm<T>::Options(o.layer.d_model, o.layer.layer_norm_eps));
   }
 
   Var<T> forward(const Var<T>& x, const AttentionMask<T>& mask = {}) {
@@ -36,14 +38,10 @@ struct Encoder : Module<Encoder<T>, T> {
     return options.final_norm ? norm.forward(h) : h;
   }
 
-  template <typename F>
-  void visit_parameters(F&& f) {
-    for (std::size_t i = 0; i < layers.size(); ++i)
-      layers[i].visit_parameters(detail::prefixed("layers." + std::to_string(i) + ".", f));
-    if (options.final_norm) norm.visit_parameters(detail::prefixed("norm.", f));
-  }
-  void set_training(bool on) {
-    for (auto& layer : layers) layer.train(on);
+  template <class V>
+  void visit(V& v) {
+    v.modules("layers", layers);
+    if (options.final_norm) v.module("norm", norm);
   }
 
   Options options;

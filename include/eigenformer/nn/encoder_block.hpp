@@ -28,6 +28,9 @@ struct EncoderBlock : Module<EncoderBlock<T>, T> {
     bool batch_first = true;
     bool norm_first = false;
     std::uint64_t seed = 0;  // seeds the block's dropout generators
+
+    EIGENFORMER_FIELDS(d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps, batch_first, norm_first,
+                       seed)
   };
 
   EncoderBlock() = default;
@@ -38,12 +41,24 @@ struct EncoderBlock : Module<EncoderBlock<T>, T> {
     if (o.dim_feedforward <= 0)
       throw ValueError(eigenformer::detail::concat("EncoderBlock: dim_feedforward is ", o.dim_feedforward,
                                                    ", expected > 0"));
-    self_attn = MultiHeadAttention<T>({o.d_model, o.nhead, o.dropout, true, o.seed * 4 + 1}, gen);
-    ff = FeedForward<T>({o.d_model, o.dim_feedforward, o.activation, o.dropout, o.seed * 4 + 2}, gen);
-    norm1 = LayerNorm<T>({o.d_model, o.layer_norm_eps, true});
-    norm2 = LayerNorm<T>({o.d_model, o.layer_norm_eps, true});
-    dropout1 = Dropout<T>({o.dropout, o.seed * 4 + 3});
-    dropout2 = Dropout<T>({o.dropout, o.seed * 4 + 4});
+    // Each dropout draws from a stream of its own: seed * 4 + 1 .. 4.
+    typename MultiHeadAttention<T>::Options attn;
+    attn.embed_dim = o.d_model;
+    attn.num_heads = o.nhead;
+    attn.dropout = o.dropout;
+    attn.seed = o.seed * 4 + 1;
+    self_attn = MultiHeadAttention<T>(attn, gen);
+    typename FeedForward<T>::Options ffo;
+    ffo.d_model = o.d_model;
+    ffo.dim_feedforward = o.dim_feedforward;
+    ffo.activation = o.activation;
+    ffo.dropout = o.dropout;
+    ffo.seed = o.seed * 4 + 2;
+    ff = FeedForward<T>(ffo, gen);
+    norm1 = LayerNorm<T>(typename LayerNorm<T>::Options(o.d_model, o.layer_norm_eps));
+    norm2 = LayerNorm<T>(typename LayerNorm<T>::Options(o.d_model, o.layer_norm_eps));
+    dropout1 = Dropout<T>(typename Dropout<T>::Options(o.dropout, o.seed * 4 + 3));
+    dropout2 = Dropout<T>(typename Dropout<T>::Options(o.dropout, o.seed * 4 + 4));
   }
 
   /// x: (B, T, C) (or (T, B, C) when batch_first is false); mask.key_padding (B, T) with true = padding.
@@ -52,18 +67,14 @@ struct EncoderBlock : Module<EncoderBlock<T>, T> {
     return forward_batch_first(x, mask);
   }
 
-  template <typename F>
-  void visit_parameters(F&& f) {
-    self_attn.visit_parameters(detail::prefixed("self_attn.", f));
-    ff.visit_parameters(f);  // linear1.*, linear2.*: direct children of the layer in PyTorch
-    norm1.visit_parameters(detail::prefixed("norm1.", f));
-    norm2.visit_parameters(detail::prefixed("norm2.", f));
-  }
-  void set_training(bool on) {
-    self_attn.train(on);
-    ff.train(on);
-    dropout1.train(on);
-    dropout2.train(on);
+  template <class V>
+  void visit(V& v) {
+    v.module("self_attn", self_attn);
+    v.module("", ff);  // linear1, dropout, linear2: direct children of the layer in PyTorch
+    v.module("norm1", norm1);
+    v.module("norm2", norm2);
+    v.module("dropout1", dropout1);
+    v.module("dropout2", dropout2);
   }
 
   Options options;

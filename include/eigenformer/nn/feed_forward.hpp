@@ -4,22 +4,12 @@
 
 #include <cstdint>
 
+#include "eigenformer/nn/activation.hpp"
 #include "eigenformer/nn/dropout.hpp"
 #include "eigenformer/nn/linear.hpp"
 #include "eigenformer/nn/module.hpp"
-#include "eigenformer/ops/activation.hpp"
-#include "eigenformer/ops/linear.hpp"
 
 namespace eigenformer::nn {
-
-/// The nonlinearity of a feed-forward block (torch's "relu" and "gelu" (exact erf form)).
-enum class Activation { relu, gelu };
-
-/// Applies the activation.
-template <typename T>
-Var<T> activate(const Var<T>& x, Activation a) {
-  return a == Activation::relu ? relu(x) : gelu(x);
-}
 
 /// y = linear2(dropout(activation(linear1(x)))), x: (..., d_model).
 template <typename T = float>
@@ -30,30 +20,32 @@ struct FeedForward : Module<FeedForward<T>, T> {
     Activation activation = Activation::relu;
     T dropout = T(0.1);
     std::uint64_t seed = 0;
+
+    EIGENFORMER_FIELDS(d_model, dim_feedforward, activation, dropout, seed)
   };
 
   FeedForward() = default;
   FeedForward(const Options& o, Generator& gen) : options(o) {
-    linear1 = Linear<T>({o.d_model, o.dim_feedforward, true}, gen);
-    dropout = Dropout<T>({o.dropout, o.seed});
-    linear2 = Linear<T>({o.dim_feedforward, o.d_model, true}, gen);
+    linear1 = Linear<T>(typename Linear<T>::Options(o.d_model, o.dim_feedforward), gen);
+    dropout = Dropout<T>(typename Dropout<T>::Options(o.dropout, o.seed));
+    linear2 = Linear<T>(typename Linear<T>::Options(o.dim_feedforward, o.d_model), gen);
   }
 
   Var<T> forward(const Var<T>& x) { return linear2.forward(dropout.forward(hidden(x))); }
 
-  /// residual + forward(x), with the add done by linear2's GEMM (linear_residual): linear2's own output is never
-  /// stored. residual has x's shape.
+  /// residual + forward(x), with the add done by linear2's GEMM: linear2's own output is never stored. residual
+  /// has x's shape.
   Var<T> forward_add(const Var<T>& x, const Var<T>& residual) {
     detail::check_residual("FeedForward::forward_add", x, residual);
-    return linear_residual(dropout.forward(hidden(x)), linear2.weight, linear2.bias, residual);
+    return linear2.forward_add(dropout.forward(hidden(x)), residual);
   }
 
-  template <typename F>
-  void visit_parameters(F&& f) {
-    linear1.visit_parameters(detail::prefixed("linear1.", f));
-    linear2.visit_parameters(detail::prefixed("linear2.", f));
+  template <class V>
+  void visit(V& v) {
+    v.module("linear1", linear1);
+    v.module("dropout", dropout);
+    v.module("linear2", linear2);
   }
-  void set_training(bool on) { dropout.train(on); }
 
   Options options;
   Linear<T> linear1;  // (dim_feedforward, d_model)
@@ -61,12 +53,8 @@ struct FeedForward : Module<FeedForward<T>, T> {
   Linear<T> linear2;  // (d_model, dim_feedforward)
 
  private:
-  /// activation(linear1(x)), (..., dim_feedforward). relu runs inside linear1's GEMM (linear_relu): one pass less
-  /// over the (rows, dim_feedforward) activations.
-  Var<T> hidden(const Var<T>& x) {
-    return options.activation == Activation::relu ? linear_relu(x, linear1.weight, linear1.bias)
-                                                  : activate(linear1.forward(x), options.activation);
-  }
+  /// activation(linear1(x)), (..., dim_feedforward).
+  Var<T> hidden(const Var<T>& x) { return linear1.forward_activation(x, options.activation); }
 };
 
 }  // namespace eigenformer::nn

@@ -13,6 +13,10 @@ struct LayerNorm : Module<LayerNorm<T>, T> {
     Index dim = 0;
     T eps = T(1e-5);
     bool elementwise_affine = true;
+
+    Options() = default;
+    Options(Index d, T epsilon = T(1e-5), bool affine = true) : dim(d), eps(epsilon), elementwise_affine(affine) {}
+    EIGENFORMER_FIELDS(dim, eps, elementwise_affine)
   };
 
   LayerNorm() = default;
@@ -28,12 +32,11 @@ struct LayerNorm : Module<LayerNorm<T>, T> {
   /// x: (..., dim) -> same shape.
   Var<T> forward(const Var<T>& x) const { return layer_norm(x, weight, bias, options.eps); }
 
-  template <typename F>
-  void visit_parameters(F&& f) {
-    if (weight.defined()) f("weight", weight);
-    if (bias.defined()) f("bias", bias);
+  template <class V>
+  void visit(V& v) {
+    v.parameter("weight", weight);
+    v.parameter("bias", bias);
   }
-  void set_training(bool) {}
 
   Options options;
   Var<T> weight;  // (dim)

@@ -1,6 +1,11 @@
-// Linear layer y = x W^T + b, matching torch.nn.Linear (weight (out, in), its default initialization).
+// Linear layer y = x W^T + b, matching torch.nn.Linear (weight (out, in), its default initialization), with the
+// fused forms that transformer blocks use: the activation folded into the GEMM's store (relu), and a residual
+// added by the GEMM itself. Every module calls these on its Linear children and never reads their weights, so a
+// change to how a Linear computes (an adapter, a hook) applies everywhere.
 #pragma once
 
+#include "eigenformer/core/fields.hpp"
+#include "eigenformer/nn/activation.hpp"
 #include "eigenformer/nn/init.hpp"
 #include "eigenformer/nn/module.hpp"
 #include "eigenformer/ops/linear.hpp"
@@ -14,6 +19,10 @@ struct Linear : Module<Linear<T>, T> {
     Index in_features = 0;
     Index out_features = 0;
     bool bias = true;
+
+    Options() = default;
+    Options(Index in, Index out, bool with_bias = true) : in_features(in), out_features(out), bias(with_bias) {}
+    EIGENFORMER_FIELDS(in_features, out_features, bias)
   };
 
   Linear() = default;
@@ -27,13 +36,23 @@ struct Linear : Module<Linear<T>, T> {
 
   /// x: (..., in_features) -> (..., out_features).
   Var<T> forward(const Var<T>& x) const { return linear(x, weight, bias); }
-
-  template <typename F>
-  void visit_parameters(F&& f) {
-    f("weight", weight);
-    if (bias.defined()) f("bias", bias);
+  /// relu(x W^T + b), the relu applied as the GEMM stores its result (one pass less over the output).
+  Var<T> forward_relu(const Var<T>& x) const { return linear_relu(x, weight, bias); }
+  /// activation(x W^T + b), fused where the GEMM can apply the activation.
+  Var<T> forward_activation(const Var<T>& x, Activation a) const {
+    return a == Activation::relu ? forward_relu(x) : activate(forward(x), a);
   }
-  void set_training(bool) {}
+  /// residual + x W^T + b, the GEMM adding its product to a copy of residual (residual has the output's shape):
+  /// the projection's own output is never stored.
+  Var<T> forward_add(const Var<T>& x, const Var<T>& residual) const {
+    return linear_residual(x, weight, bias, residual);
+  }
+
+  template <class V>
+  void visit(V& v) {
+    v.parameter("weight", weight);
+    v.parameter("bias", bias);
+  }
 
   Options options;
   Var<T> weight;  // (out_features, in_features)

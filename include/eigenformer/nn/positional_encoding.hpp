@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "eigenformer/core/fields.hpp"
 #include "eigenformer/nn/module.hpp"
 #include "eigenformer/ops/elementwise.hpp"
 #include "eigenformer/ops/layout.hpp"
@@ -12,6 +13,10 @@ namespace eigenformer::nn {
 
 enum class PositionalKind { none, learned, sinusoidal };
 
+inline constexpr EnumNames<PositionalKind, 3> enum_names(PositionalKind) {
+  return {{{PositionalKind::none, "none"}, {PositionalKind::learned, "learned"}, {PositionalKind::sinusoidal, "sinusoidal"}}};
+}
+
 /// Adds a position vector to each step of x (B, T, C); T must not exceed max_len.
 template <typename T = float>
 struct PositionalEncoding : Module<PositionalEncoding<T>, T> {
@@ -19,6 +24,8 @@ struct PositionalEncoding : Module<PositionalEncoding<T>, T> {
     PositionalKind kind = PositionalKind::learned;
     Index max_len = 512;
     Index dim = 0;
+
+    EIGENFORMER_FIELDS(kind, max_len, dim)
   };
 
   PositionalEncoding() = default;
@@ -60,11 +67,11 @@ struct PositionalEncoding : Module<PositionalEncoding<T>, T> {
   /// The (max_len, dim) table whose rows forward() adds: the learned weight or the sinusoids; undefined for none.
   const Var<T>& positions() const { return options.kind == PositionalKind::learned ? weight : table; }
 
-  template <typename F>
-  void visit_parameters(F&& f) {
-    if (weight.defined()) f("weight", weight);
+  template <class V>
+  void visit(V& v) {
+    v.parameter("weight", weight);
+    if (table.defined()) v.buffer("table", table.value(), Persistence::non_persistent);
   }
-  void set_training(bool) {}
 
   Options options;
   Var<T> weight;  // learned: (max_len, dim), a parameter

@@ -68,7 +68,7 @@ void attention_head_probs(const AttentionProblem<T>& pr, const AttentionMask<T>&
   using Row = Eigen::Map<Eigen::Array<T, 1, Eigen::Dynamic>>;
   const Index Tq = pr.Tq, S = pr.S, b = bh / pr.H;
   const T neg_inf = -std::numeric_limits<T>::infinity();
-  gemm(Tq, S, pr.D, h.q, h.ldq, false, h.k, h.ldk, true, probs, S, false);  // raw scores Q K^T
+  gemm(GemmProduct<T>::sizes(Tq, S, pr.D).lhs(h.q, h.ldq).rhs_transposed(h.k, h.ldk).out(probs, S));  // Q K^T
   const bool masked = mask.attn_bias.defined() || mask.attn_mask.defined() || mask.key_padding.defined() || mask.causal;
   const bool scale_first = masked || !(pr.scale > T(0));
   for (Index t = 0; t < Tq; ++t) {
@@ -118,7 +118,7 @@ void attention_head_forward(const AttentionProblem<T>& pr, const AttentionMask<T
         Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>(keep, Tq * S);
     weights = scratch;
   }
-  gemm(Tq, pr.Dv, S, weights, S, false, h.v, h.ldv, false, out, ldo, false);
+  gemm(GemmProduct<T>::sizes(Tq, pr.Dv, S).lhs(weights, S).rhs(h.v, h.ldv).out(out, ldo));
 }
 
 /// Backward of head bh given dO (Tq, Dv, row stride lddo): dQ, dK, dV (each null when not wanted) with their row
@@ -137,11 +137,11 @@ void attention_head_backward(const AttentionProblem<T>& pr, const HeadOperands<T
       Array(scratch, Tq * S) = ConstArray(probs, Tq * S) * ConstArray(keep, Tq * S);
       weights = scratch;
     }
-    gemm(S, pr.Dv, Tq, weights, S, true, dout, lddo, false, dv, lddv, false);
+    gemm(GemmProduct<T>::sizes(S, pr.Dv, Tq).lhs_transposed(weights, S).rhs(dout, lddo).out(dv, lddv));
   }
   if (!dq && !dk) return;
   T* ds = scratch;  // (Tq, S)
-  gemm(Tq, S, pr.Dv, dout, lddo, false, h.v, h.ldv, true, ds, S, false);
+  gemm(GemmProduct<T>::sizes(Tq, S, pr.Dv).lhs(dout, lddo).rhs_transposed(h.v, h.ldv).out(ds, S));
   if (keep) Array(ds, Tq * S) *= ConstArray(keep, Tq * S);
   for (Index t = 0; t < Tq; ++t) {
     Eigen::Map<Eigen::Array<T, 1, Eigen::Dynamic>> d(ds + t * S, S);
@@ -149,8 +149,8 @@ void attention_head_backward(const AttentionProblem<T>& pr, const HeadOperands<T
     const T dot = (d * p).sum();
     d = p * (d - dot) * pr.scale;
   }
-  if (dq) gemm(Tq, pr.D, S, ds, S, false, h.k, h.ldk, false, dq, lddq, false);
-  if (dk) gemm(S, pr.D, Tq, ds, S, true, h.q, h.ldq, false, dk, lddk, false);
+  if (dq) gemm(GemmProduct<T>::sizes(Tq, pr.D, S).lhs(ds, S).rhs(h.k, h.ldk).out(dq, lddq));
+  if (dk) gemm(GemmProduct<T>::sizes(S, pr.D, Tq).lhs_transposed(ds, S).rhs(h.q, h.ldq).out(dk, lddk));
 }
 
 /// Per-thread scratch of at least n values (grows, never shrinks).

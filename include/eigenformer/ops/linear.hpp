@@ -39,11 +39,12 @@ Var<T> linear_op(const char* fn, const Var<T>& x, const Var<T>& weight, const Va
   Tensor<T> y = Tensor<T>::empty(out_shape);  // (rows, out)
   if (residual.defined()) std::copy_n(residual.value().data(), y.numel(), y.data());
   // One GEMM over the (rows, in) view; the bias add and relu happen in its store, the residual is what it adds to.
-  GemmEpilogue<T> epilogue;
-  epilogue.bias = bias.defined() ? bias.value().data() : nullptr;
-  epilogue.relu = relu;
-  gemm(rows, out_features, in, x.value().data(), in, false, weight.value().data(), in, true, y.data(), out_features,
-       residual.defined(), epilogue);
+  GemmProduct<T> product = GemmProduct<T>::sizes(rows, out_features, in)
+                               .lhs(x.value().data(), in)
+                               .rhs_transposed(weight.value().data(), in)
+                               .add_bias(bias.defined() ? bias.value().data() : nullptr)
+                               .apply_relu(relu);
+  gemm(residual.defined() ? product.add_to(y.data(), out_features) : product.out(y.data(), out_features));
 
   Var<T> result(y, {x, weight, bias, residual}, fn);
   // relu's derivative reads the output (y > 0 exactly where the pre-activation is): the pre-activation is not kept.
@@ -74,17 +75,22 @@ Var<T> linear_op(const char* fn, const Var<T>& x, const Var<T>& weight, const Va
     Tensor<T> dw = need_dw ? Tensor<T>::empty(weight.shape()) : Tensor<T>();
     // dw = dz^T x, one GEMM summing over every leading dimension. The two are equal in size and independent: on
     // two threads they run side by side (gemm_pair).
-    const GemmProduct<T> dx_product{rows, in, out_features, dz.data(), out_features, false,
-                                    weight.value().data(), in, false, dx_into ? dx_into : dx.data(), in,
-                                    dx_into != nullptr};
-    const GemmProduct<T> dw_product{out_features, in, rows, dz.data(), out_features, true,
-                                    x.value().data(), in, false, dw.data(), in};
+    GemmProduct<T> dx_product = GemmProduct<T>::sizes(rows, in, out_features).lhs(dz.data(), out_features).rhs(
+        weight.value().data(), in);
+    if (dx_into)
+      dx_product.add_to(dx_into, in);
+    else
+      dx_product.out(dx.data(), in);
+    const GemmProduct<T> dw_product = GemmProduct<T>::sizes(out_features, in, rows)
+                                          .lhs_transposed(dz.data(), out_features)
+                                          .rhs(x.value().data(), in)
+                                          .out(dw.data(), in);
     if (need_dx && need_dw) {
       gemm_pair(dx_product, dw_product);
     } else if (need_dx) {
-      dx_product.run();
+      gemm(dx_product);
     } else if (need_dw) {
-      dw_product.run();
+      gemm(dw_product);
     }
     if (need_dx && !dx_into) x.accumulate_grad(std::move(dx));
     if (need_dw) weight.accumulate_grad(std::move(dw));

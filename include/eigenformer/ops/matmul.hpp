@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 #include "eigenformer/autograd/var.hpp"
@@ -15,10 +16,16 @@ namespace detail {
 /// dst = op(x) op(y), or += when accumulate, for row-major matrices (Eigen maps) with contiguous rows; op
 /// transposes its operand when the flag is set (folded into the packing: no operand is copied).
 template <typename Dst, typename X, typename Y>
-void gemm(Dst&& dst, const X& x, bool transpose_x, const Y& y, bool transpose_y, bool accumulate) {
-  const Index k = transpose_x ? x.rows() : x.cols();
-  gemm(dst.rows(), dst.cols(), k, x.data(), x.cols(), transpose_x, y.data(), y.cols(), transpose_y, dst.data(),
-       dst.cols(), accumulate);
+void matrix_product(Dst&& dst, const X& x, bool transpose_x, const Y& y, bool transpose_y, bool accumulate) {
+  using T = typename std::decay_t<Dst>::Scalar;
+  GemmProduct<T> p = GemmProduct<T>::sizes(dst.rows(), dst.cols(), transpose_x ? x.rows() : x.cols());
+  p.a = x.data();
+  p.lda = x.cols();
+  p.transpose_a = transpose_x;
+  p.b = y.data();
+  p.ldb = y.cols();
+  p.transpose_b = transpose_y;
+  gemm(accumulate ? p.add_to(dst.data(), dst.cols()) : p.out(dst.data(), dst.cols()));
 }
 
 /// "a is (2, 3)", or "a is (3, 2) (transposed: (2, 3))" when the operand is used transposed.
@@ -70,10 +77,10 @@ Var<T> matmul(const Var<T>& a, const Var<T>& b, bool transpose_a = false, bool t
     y.set_zero();
   } else if (shared_b && !transpose_a) {
     // (batch*M, K) x op(B): one GEMM over every batch entry.
-    detail::gemm(y.matrix(), av.matrix(), false, bv.matrix(), transpose_b, false);
+    detail::matrix_product(y.matrix(), av.matrix(), false, bv.matrix(), transpose_b, false);
   } else {
     for (Index i = 0; i < batch; ++i)
-      detail::gemm(y.matrix(i), av.matrix(i), transpose_a, bv.matrix(shared_b ? 0 : i), transpose_b, false);
+      detail::matrix_product(y.matrix(i), av.matrix(i), transpose_a, bv.matrix(shared_b ? 0 : i), transpose_b, false);
   }
 
   Var<T> out(std::move(y), {a, b}, "matmul");
@@ -90,14 +97,14 @@ Var<T> matmul(const Var<T>& a, const Var<T>& b, bool transpose_a = false, bool t
     if (a.requires_grad()) {
       Tensor<T> da = Tensor<T>::empty(av.shape());
       if (shared_b && !transpose_a) {
-        detail::gemm(da.matrix(), dy.matrix(), false, bv.matrix(), !transpose_b, false);
+        detail::matrix_product(da.matrix(), dy.matrix(), false, bv.matrix(), !transpose_b, false);
       } else {
         for (Index i = 0; i < batch; ++i) {
           const Index ib = shared_b ? 0 : i;
           if (!transpose_a)
-            detail::gemm(da.matrix(i), dy.matrix(i), false, bv.matrix(ib), !transpose_b, false);
+            detail::matrix_product(da.matrix(i), dy.matrix(i), false, bv.matrix(ib), !transpose_b, false);
           else  // dA = op(B) dY^T
-            detail::gemm(da.matrix(i), bv.matrix(ib), transpose_b, dy.matrix(i), true, false);
+            detail::matrix_product(da.matrix(i), bv.matrix(ib), transpose_b, dy.matrix(i), true, false);
         }
       }
       a.accumulate_grad(std::move(da));
@@ -107,17 +114,17 @@ Var<T> matmul(const Var<T>& a, const Var<T>& b, bool transpose_a = false, bool t
       if (shared_b && !transpose_a) {
         // The (batch*M, K) and (batch*M, N) views sum the batch inside one GEMM.
         if (!transpose_b)
-          detail::gemm(db.matrix(), av.matrix(), true, dy.matrix(), false, false);
+          detail::matrix_product(db.matrix(), av.matrix(), true, dy.matrix(), false, false);
         else
-          detail::gemm(db.matrix(), dy.matrix(), true, av.matrix(), false, false);
+          detail::matrix_product(db.matrix(), dy.matrix(), true, av.matrix(), false, false);
       } else {
         if (shared_b) db.set_zero();
         for (Index i = 0; i < batch; ++i) {
           const Index ib = shared_b ? 0 : i;
           if (!transpose_b)  // dB = op(A)^T dY
-            detail::gemm(db.matrix(ib), av.matrix(i), !transpose_a, dy.matrix(i), false, shared_b);
+            detail::matrix_product(db.matrix(ib), av.matrix(i), !transpose_a, dy.matrix(i), false, shared_b);
           else  // dB = dY^T op(A)
-            detail::gemm(db.matrix(ib), dy.matrix(i), true, av.matrix(i), transpose_a, shared_b);
+            detail::matrix_product(db.matrix(ib), dy.matrix(i), true, av.matrix(i), transpose_a, shared_b);
         }
       }
       b.accumulate_grad(std::move(db));

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "eigenformer/core/config.hpp"
+#include "eigenformer/core/execution.hpp"
 #include "eigenformer/core/small_object_pool.hpp"
 
 namespace eigenformer {
@@ -26,12 +27,9 @@ inline constexpr std::size_t kBufferAlignment = 64;
 
 /// A thread-safe cache of freed buffers, by size class. Size classes are the multiples of 64 bytes up to 4 KiB,
 /// then four per power of two (at most 25% slack), so that sequences of slightly different lengths share buffers.
-/// A request with no cached buffer of its class takes the smallest cached one of up to three times its size: with
-/// exact classes only, the cache kept every class's own high-water mark at once (in a probe of model_bench's mini
-/// training step at two threads, buffers took 240 MiB from the system; 226 MiB with a fallback of up to twice the
-/// size). Three times lets the first backward's weight gradients (0.25 and 0.75 MiB in mini) take the activation
-/// buffers it has freed (2 MiB) instead of new ones: in the same probe at a later commit, at most 170.7 MiB of
-/// buffers were in use at once, and the system gave 174.9 MiB with twice, 171.9 MiB with three times.
+/// A request with no cached buffer of its class takes the smallest cached one of up to three times its size:
+/// buffers whose pages are resident already serve other sizes, so the cache does not keep every class's own
+/// high-water mark at once (docs/memory.md has the measurements behind the factor).
 class BufferCache {
  public:
   static std::size_t size_class(std::size_t bytes) {
@@ -128,13 +126,13 @@ inline BufferCache& buffer_cache() {
   return *cache;
 }
 
-/// The buffers of one part of work split across threads (EncoderClassifier's batch split), kept apart from the
-/// shared cache while the part runs. Through the shared cache, which buffer a part gets would depend on how the
-/// parts interleave (a request may take a larger buffer that the other part then misses), so the parts together
-/// would now and then take a buffer from the system long after the first call. Instead, before the parts start,
-/// the calling thread gives each part, one after the other, buffers of the size classes that part held at its
-/// end the last time; the part takes and gives back buffers on its own thread in its own order (from the shared
-/// cache only for what it lacks), and afterwards the calling thread returns them all to the shared cache.
+/// The buffers of one part of work that a runner split across threads, kept apart from the shared cache while the
+/// part runs: through the shared cache, which buffer a part gets would depend on how the parts interleave (a
+/// request may take a larger buffer that the other part then misses), so the parts would now and then take a
+/// buffer from the system long after the first call. Before the parts start, the calling thread gives each part,
+/// one after the other, buffers of the size classes that part held at its end the last time; the part takes and
+/// gives back buffers on its own thread (ExecutionContext::buffers), from the shared cache only for what it lacks;
+/// afterwards the calling thread returns them all to the shared cache.
 class PartBuffers {
  public:
   PartBuffers() = default;
@@ -198,24 +196,6 @@ class PartBuffers {
   std::vector<std::size_t> classes_;
 };
 
-/// The PartBuffers of the part the current thread runs, or null.
-inline PartBuffers*& current_part_buffers() {
-  thread_local PartBuffers* part = nullptr;
-  return part;
-}
-
-/// While alive, the current thread's tensor buffers come from and go back to part.
-class PartBuffersScope {
- public:
-  explicit PartBuffersScope(PartBuffers& part) : previous_(current_part_buffers()) { current_part_buffers() = &part; }
-  ~PartBuffersScope() { current_part_buffers() = previous_; }
-  PartBuffersScope(const PartBuffersScope&) = delete;
-  PartBuffersScope& operator=(const PartBuffersScope&) = delete;
-
- private:
-  PartBuffers* previous_;
-};
-
 /// Allocates n uninitialized elements; n == 0 gives an empty, non-null buffer. The shared_ptr's control block
 /// comes from SmallObjectPool: a training step frees hundreds of them at once, more than malloc's per-thread cache
 /// keeps, which sent most frees down malloc's slow path.
@@ -223,13 +203,13 @@ template <typename T>
 std::shared_ptr<T> allocate_buffer(Index n) {
   static_assert(std::is_trivially_copyable_v<T>, "tensor elements must be trivially copyable");
   std::size_t bytes = BufferCache::size_class(static_cast<std::size_t>(n > 0 ? n : 1) * sizeof(T));
-  PartBuffers* part = current_part_buffers();
+  PartBuffers* part = execution_context().buffers;
   void* p = part ? part->get(bytes) : buffer_cache().get(bytes);
   // If the control block cannot be allocated, the constructor runs the deleter (the buffer goes back) and throws.
   return std::shared_ptr<T>(
       static_cast<T*>(p),
       [bytes](T* q) {
-        if (PartBuffers* freeing_part = current_part_buffers())
+        if (PartBuffers* freeing_part = execution_context().buffers)
           freeing_part->put(q, bytes);
         else
           buffer_cache().put(q, bytes);

@@ -1,32 +1,22 @@
-// Evaluation of a sequence classifier over a Batcher (mean cross-entropy, accuracy, macro-F1, confusion matrix)
-// and class probabilities for a batch: the `model.eval(); with torch.no_grad(): ...` loop of a PyTorch script.
-//
-// A classifier is a module (nn::Module) with Var<T> forward(const Tensor<std::int64_t>& ids, const Tensor<bool>&
-// padding_mask) returning (B, C) logits, such as nn::EncoderClassifier.
+// Evaluation: a task's metrics over a data source (the `model.eval(); with torch.no_grad(): ...` loop of a PyTorch
+// script), the classification shortcut (mean cross-entropy, accuracy, macro-F1, confusion matrix over a Batcher),
+// and class probabilities for one batch.
 #pragma once
 
 #include <cstdint>
 #include <limits>
 #include <utility>
+#include <vector>
 
 #include "eigenformer/autograd/grad_mode.hpp"
 #include "eigenformer/data/batcher.hpp"
-#include "eigenformer/ops/loss.hpp"
-#include "eigenformer/ops/reduction.hpp"
 #include "eigenformer/ops/softmax.hpp"
+#include "eigenformer/runtime/inference.hpp"
+#include "eigenformer/train/classification.hpp"
 #include "eigenformer/train/metrics.hpp"
+#include "eigenformer/train/task.hpp"
 
 namespace eigenformer::train {
-
-/// What evaluate() measures.
-struct EvalResult {
-  double loss = std::numeric_limits<double>::quiet_NaN();  // mean cross-entropy per example
-  double accuracy = std::numeric_limits<double>::quiet_NaN();
-  double macro_f1 = std::numeric_limits<double>::quiet_NaN();
-  ConfusionMatrix confusion;
-  Index examples = 0;
-  Index tokens = 0;  // non-padding positions read
-};
 
 namespace detail {
 
@@ -46,40 +36,60 @@ class EvalModeGuard {
 
 }  // namespace detail
 
-/// Runs model over every batch of batcher (epoch 0's order; the result does not depend on it) in eval mode
-/// without recording a graph, and returns the mean loss, accuracy, macro-F1 and confusion matrix. The model's
-/// train/eval mode is restored afterwards. Throws ValueError for an empty batcher, and what the model or
-/// cross_entropy throw (a label out of range of the logits).
-template <class Model>
-EvalResult evaluate(Model& model, const data::Batcher& batcher) {
-  if (batcher.size() == 0) throw ValueError("evaluate: the batcher holds no examples, expected at least one");
+/// The task's sums over every batch of data (epoch's order; the sums do not depend on it), in eval mode without a
+/// graph; the model's mode is restored afterwards. Throws ValueError for empty data, and what the model or the task
+/// throw.
+template <class Model, class Task, class Data>
+MetricSums evaluate_sums(Model& model, const Task& task, const Data& data, Index epoch = 0) {
+  if (data.size() == 0) throw ValueError("evaluate: the data holds no examples, expected at least one");
   detail::EvalModeGuard<Model> mode(model);
   NoGradGuard no_grad;
-  EvalResult r;
-  double loss_sum = 0;  // sum over examples of the per-example loss
-  for (const std::vector<Index>& rows : batcher.batch_indices(0)) {
-    const data::Batch batch = batcher.make_batch(rows);
-    const auto logits = model.forward(batch.ids, batch.padding_mask);  // (B, C)
-    if (r.examples == 0) r.confusion = ConfusionMatrix(logits.size(1));
-    const Index b = batch.labels.numel();
-    loss_sum += static_cast<double>(cross_entropy(logits, batch.labels).item()) * static_cast<double>(b);
-    r.confusion.add(batch.labels, argmax(logits.value(), 1));
-    r.examples += b;
-    r.tokens += batch.tokens;
+  MetricSums sums = task.new_sums();
+  BatchContext context;
+  context.epoch = epoch;
+  context.training = false;
+  for (const std::vector<Index>& rows : data.batch_indices(epoch)) task.evaluate(model, data.make_batch(rows), context, sums);
+  return sums;
+}
+
+/// What evaluate() measures for a classifier.
+struct EvalResult {
+  double loss = std::numeric_limits<double>::quiet_NaN();  // mean cross-entropy per example
+  double accuracy = std::numeric_limits<double>::quiet_NaN();
+  double macro_f1 = std::numeric_limits<double>::quiet_NaN();
+  ConfusionMatrix confusion;
+  Index examples = 0;
+};
+
+/// A classifier (forward(ids, padding_mask) -> (B, C) logits) over every batch of batcher, with num_classes classes
+/// (0: the logits' width); see evaluate_sums.
+template <class Model>
+EvalResult evaluate(Model& model, const data::Batcher& batcher, Index num_classes = 0) {
+  if (batcher.size() == 0) throw ValueError("evaluate: the batcher holds no examples, expected at least one");
+  if (num_classes <= 0) {  // the model says: one forward of the first example
+    detail::EvalModeGuard<Model> mode(model);
+    const data::Batch first = batcher.make_batch({0});
+    num_classes = infer(model, first.ids, first.padding_mask).size(1);
   }
-  r.loss = loss_sum / static_cast<double>(r.examples);
-  r.accuracy = r.confusion.accuracy();
-  r.macro_f1 = r.confusion.macro_f1();
+  const ClassificationTask task(num_classes);
+  const MetricSums sums = evaluate_sums(model, task, batcher);
+  const std::vector<double> v = task.values(sums);
+  EvalResult r;
+  r.loss = v[0];
+  r.accuracy = v[1];
+  r.macro_f1 = v[2];
+  r.confusion = task.confusion(sums);
+  r.examples = static_cast<Index>(sums[1]);
   return r;
 }
 
 /// Class probabilities (B, C) of one batch: softmax of the logits, in eval mode and without a graph (the model's
-/// mode is restored afterwards).
+/// mode is restored afterwards; the batch may be split across threads).
 template <class Model>
 auto predict_proba(Model& model, const Tensor<std::int64_t>& ids, const Tensor<bool>& padding_mask = {}) {
   detail::EvalModeGuard<Model> mode(model);
   NoGradGuard no_grad;
-  return softmax(model.forward(ids, padding_mask)).value();
+  return softmax(infer(model, ids, padding_mask)).value();
 }
 
 }  // namespace eigenformer::train

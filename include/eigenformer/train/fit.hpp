@@ -1,47 +1,53 @@
-// fit(): the training loop of a sequence classifier (the role of Hugging Face's Trainer.train / Keras' Model.fit):
-// AdamW, a warmup + decay learning-rate schedule, gradient accumulation and clipping, validation every epoch,
-// early stopping, the best epoch's weights kept, and a run folder checkpointed every epoch so that a resumed run
-// ends exactly where an uninterrupted one would.
+// fit(): the training loop (the role of Hugging Face's Trainer.train / Keras' Model.fit), for any model and any
+// task (train/task.hpp: how a batch becomes a loss and which metrics it accumulates): AdamW, a warmup + decay
+// learning-rate schedule, gradient accumulation, hooks after backward (gradient all-reduce), clipping, validation
+// every epoch, early stopping, the best epoch's weights kept, and a run folder checkpointed every epoch as one unit
+// (train/checkpoint.hpp), so that a resumed run ends exactly where an uninterrupted one would.
 //
-// The model is a classifier as in evaluate.hpp (forward(ids, padding_mask) -> (B, C) logits, named_parameters,
-// visit_parameters, train/eval). Its dropout generators are saved with the checkpoint when it exposes them
-// (generator_state.hpp). The batch order of an epoch is the Batcher's, a function of (seed, epoch).
+// The run folder: a new run is written into a staging folder beside it and takes its place only once its first
+// epoch is checkpointed, so a run that fails never destroys what the folder held; a folder that holds a run is
+// continued (resume) or replaced (overwrite) only when asked, and a non-empty folder that holds no run is refused.
 #pragma once
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <functional>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <string>
 #include <system_error>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
+#include "eigenformer/core/fields.hpp"
 #include "eigenformer/data/batcher.hpp"
 #include "eigenformer/io/state_dict.hpp"
 #include "eigenformer/ops/elementwise.hpp"
-#include "eigenformer/ops/loss.hpp"
-#include "eigenformer/ops/reduction.hpp"
 #include "eigenformer/optim/adam.hpp"
 #include "eigenformer/optim/clip_grad.hpp"
 #include "eigenformer/optim/lr_schedule.hpp"
+#include "eigenformer/train/checkpoint.hpp"
+#include "eigenformer/train/classification.hpp"
 #include "eigenformer/train/evaluate.hpp"
 #include "eigenformer/train/generator_state.hpp"
 #include "eigenformer/train/history.hpp"
 #include "eigenformer/train/reporter.hpp"
 #include "eigenformer/train/run_config.hpp"
+#include "eigenformer/train/task.hpp"
 
 namespace eigenformer::train {
 
 /// The learning-rate schedule over optimizer steps (optim/lr_schedule.hpp).
 enum class ScheduleKind { linear, cosine, constant };
 
-/// The validation metric that picks the best epoch and drives early stopping.
-enum class Monitor { accuracy, macro_f1, loss };
+inline constexpr EnumNames<ScheduleKind, 3> enum_names(ScheduleKind) {
+  return {{{ScheduleKind::linear, "linear"}, {ScheduleKind::cosine, "cosine"}, {ScheduleKind::constant, "constant"}}};
+}
 
 /// fit()'s hyperparameters; the defaults are those of the reference PyTorch recipe (AdamW 1e-3, 10% warmup then
 /// linear decay, clipping at norm 1).
@@ -52,22 +58,33 @@ struct FitOptions {
   ScheduleKind schedule = ScheduleKind::linear;
   double warmup_fraction = 0.1;  // warmup steps as a fraction of all steps, used when warmup_steps < 0
   Index warmup_steps = -1;
-  Index accumulation_steps = 1;         // micro-batches per optimizer step
-  double max_grad_norm = 1.0;           // clip the global gradient norm to this; 0 = no clipping
-  Index patience = 0;                   // stop after this many epochs without improvement; 0 = never stop early
-  Monitor monitor = Monitor::accuracy;  // ties (accuracy, macro-F1) go to the lower validation loss
-  bool restore_best = true;             // at the end, load the best epoch's weights into the model
+  Index accumulation_steps = 1;  // micro-batches per optimizer step
+  double max_grad_norm = 1.0;    // clip the global gradient norm to this; 0 = no clipping
+  Index patience = 0;            // stop after this many epochs without improvement; 0 = never stop early
+  /// The validation metric that picks the best epoch and drives early stopping, as the task names it ("accuracy",
+  /// "loss", "perplexity"); empty: the task's default. Ties go to the lower validation loss.
+  std::string monitor;
+  bool restore_best = true;  // at the end, load the best epoch's weights into the model
 
-  /// Where the run is written (config.json, vocab.txt, model.safetensors, metrics.csv and the checkpoint; see
-  /// run_config.hpp); empty = write nothing.
+  /// Where the run is written (see checkpoint.hpp); empty = write nothing.
   std::filesystem::path run_dir;
-  /// Continue the run in run_dir from its last completed epoch (its checkpoint must exist).
+  /// Continue the run in run_dir from its last checkpoint (a run with no checkpoint yet starts from epoch 1).
   bool resume = false;
+  /// Replace a run that run_dir holds (the old one stays until the new one has checkpointed its first epoch).
+  bool overwrite = false;
+  /// The settings a resumed run may change ("lr", "epochs", or keys of fingerprint); any other change of a
+  /// setting is an error. Changes made are recorded in the run's trainer state.
+  std::vector<std::string> allow_changes;
   RunConfig config;  // written to run_dir/config.json
-  /// Called with run_dir when a new run starts, to write the tokenizer's files (vocab.txt).
+  /// What else must match when a run is resumed, as the caller describes it (data files by file_fingerprint, the
+  /// tokenizer, ...): compared key by key with what the run recorded.
+  nlohmann::json fingerprint = nlohmann::json::object();
+  /// Called with the run folder when a new run starts, to write the tokenizer's files (vocab.txt).
   std::function<void(const std::filesystem::path&)> save_tokenizer;
   /// Receives the progress events; nullptr = silent.
   Reporter* reporter = nullptr;
+  /// Run after each optimizer step's backward passes and before clipping and the step (a gradient all-reduce).
+  std::vector<std::function<void()>> after_backward;
 };
 
 /// What fit() returns.
@@ -90,9 +107,11 @@ namespace detail {
 
 using eigenformer::detail::concat;
 
-inline void check_fit_options(const FitOptions& o, const data::Batcher& train, const data::Batcher& valid) {
+template <class Data>
+void check_fit_options(const FitOptions& o, const Data& train, const Data& valid, const std::vector<std::string>& metrics,
+                       const std::string& monitor) {
   constexpr const char* fn = "fit";
-  if (o.epochs < 0) throw ValueError(concat(fn, ": epochs is ", o.epochs, ", expected >= 0"));
+  if (o.epochs < 1) throw ValueError(concat(fn, ": epochs is ", o.epochs, ", expected >= 1"));
   if (!(o.lr >= 0) || !std::isfinite(o.lr))
     throw ValueError(concat(fn, ": lr is ", o.lr, ", expected a finite value >= 0"));
   if (!(o.weight_decay >= 0) || !std::isfinite(o.weight_decay))
@@ -104,9 +123,31 @@ inline void check_fit_options(const FitOptions& o, const data::Batcher& train, c
   if (!(o.max_grad_norm >= 0) || !std::isfinite(o.max_grad_norm))
     throw ValueError(concat(fn, ": max_grad_norm is ", o.max_grad_norm, ", expected a finite value >= 0 (0 = off)"));
   if (o.patience < 0) throw ValueError(concat(fn, ": patience is ", o.patience, ", expected >= 0 (0 = off)"));
-  if (train.size() == 0) throw ValueError(concat(fn, ": the training batcher holds no examples"));
-  if (valid.size() == 0) throw ValueError(concat(fn, ": the validation batcher holds no examples"));
-  if (o.resume && o.run_dir.empty()) throw ValueError(concat(fn, ": resume is set but run_dir is empty"));
+  if (train.size() == 0) throw ValueError(concat(fn, ": the training data holds no examples"));
+  if (valid.size() == 0) throw ValueError(concat(fn, ": the validation data holds no examples"));
+  if (o.resume && o.overwrite) throw ValueError(concat(fn, ": resume and overwrite are both set, expected one"));
+  if ((o.resume || o.overwrite) && o.run_dir.empty())
+    throw ValueError(concat(fn, ": ", o.resume ? "resume" : "overwrite", " is set but run_dir is empty"));
+  if (std::find(metrics.begin(), metrics.end(), monitor) == metrics.end()) {
+    std::string names;
+    for (const std::string& m : metrics) names += (names.empty() ? "\"" : ", \"") + m + "\"";
+    throw ValueError(concat(fn, ": monitor is \"", monitor, "\", expected one of the task's metrics ", names));
+  }
+}
+
+template <class Task>
+auto task_lower_is_better(const Task& task, const std::string& metric, int) -> decltype(task.lower_is_better(metric)) {
+  return task.lower_is_better(metric);
+}
+template <class Task>
+bool task_lower_is_better(const Task&, const std::string& metric, long) {
+  return lower_is_better(metric);
+}
+/// Whether a smaller value of the task's metric is better: as the task says (lower_is_better(metric)), else by
+/// the metric's name (train/task.hpp).
+template <class Task>
+bool task_lower_is_better(const Task& task, const std::string& metric) {
+  return task_lower_is_better(task, metric, 0);
 }
 
 /// The learning rate of each optimizer step.
@@ -131,18 +172,7 @@ inline std::function<double(Index)> make_schedule(const FitOptions& o, Index tot
   }
 }
 
-/// True when a validation result beats the best so far under the monitored metric.
-inline bool improves(Monitor m, const EvalResult& v, double best_metric, double best_loss) {
-  if (m == Monitor::loss) return v.loss < best_loss;
-  const double metric = m == Monitor::accuracy ? v.accuracy : v.macro_f1;
-  return metric > best_metric || (metric == best_metric && v.loss < best_loss);
-}
-
-inline double monitored(Monitor m, const EvalResult& v) {
-  return m == Monitor::accuracy ? v.accuracy : m == Monitor::macro_f1 ? v.macro_f1 : v.loss;
-}
-
-/// The loop's bookkeeping that the checkpoint keeps besides weights and optimizer state.
+/// The loop's bookkeeping that a checkpoint keeps besides weights and optimizer state.
 struct FitState {
   Index epochs_done = 0;
   Index best_epoch = 0;
@@ -151,12 +181,21 @@ struct FitState {
   Index epochs_without_improvement = 0;
   bool stopped_early = false;
   std::vector<EpochRecord> history;
+  nlohmann::json fingerprint = nlohmann::json::object();
+  nlohmann::json changes = nlohmann::json::array();  // settings changed on resume: epoch, key, from, to
 };
+
+/// True when a validation result beats the best so far: the monitored metric, ties to the lower loss.
+inline bool improves(bool lower_better, double metric, double loss, double best_metric, double best_loss) {
+  if (std::isnan(best_metric)) return true;
+  if (metric != best_metric) return lower_better ? metric < best_metric : metric > best_metric;
+  return loss < best_loss;
+}
 
 inline nlohmann::json fit_state_to_json(const FitState& s, Index step, const nlohmann::json& generators) {
   nlohmann::json history = nlohmann::json::array();
   for (const EpochRecord& r : s.history) history.push_back(epoch_record_to_json(r));
-  return {{"format", 1},
+  return {{"format", 2},
           {"epochs_done", s.epochs_done},
           {"step", step},
           {"best_epoch", s.best_epoch},
@@ -165,11 +204,15 @@ inline nlohmann::json fit_state_to_json(const FitState& s, Index step, const nlo
           {"epochs_without_improvement", s.epochs_without_improvement},
           {"stopped_early", s.stopped_early},
           {"generators", generators},
+          {"fingerprint", s.fingerprint},
+          {"changes", s.changes},
           {"history", history}};
 }
 
 inline FitState fit_state_from_json(const nlohmann::json& j, const std::filesystem::path& path) {
   try {
+    if (j.at("format").get<int>() != 2)
+      throw ValueError(concat("format is ", j.at("format").dump(), ", expected 2"));
     FitState s;
     s.epochs_done = j.at("epochs_done").get<Index>();
     s.best_epoch = j.at("best_epoch").get<Index>();
@@ -178,6 +221,8 @@ inline FitState fit_state_from_json(const nlohmann::json& j, const std::filesyst
         j.at("best_loss").is_null() ? std::numeric_limits<double>::infinity() : j.at("best_loss").get<double>();
     s.epochs_without_improvement = j.at("epochs_without_improvement").get<Index>();
     s.stopped_early = j.at("stopped_early").get<bool>();
+    s.fingerprint = j.at("fingerprint");
+    s.changes = j.at("changes");
     for (const nlohmann::json& r : j.at("history")) s.history.push_back(epoch_record_from_json(r));
     if (static_cast<Index>(s.history.size()) != s.epochs_done)
       throw ValueError(concat("history holds ", s.history.size(), " epochs, epochs_done is ", s.epochs_done));
@@ -189,23 +234,134 @@ inline FitState fit_state_from_json(const nlohmann::json& j, const std::filesyst
   }
 }
 
+/// The settings of a run that a resumed run must keep (unless allowed to change): fit's own options, the data's
+/// sizes, and the caller's fingerprint.
+template <class Data>
+nlohmann::json run_fingerprint(const FitOptions& o, const std::string& monitor, const Data& train, const Data& valid) {
+  nlohmann::json f = {{"epochs", o.epochs},
+                      {"lr", o.lr},
+                      {"weight_decay", o.weight_decay},
+                      {"schedule", enum_name(o.schedule)},
+                      {"warmup_fraction", o.warmup_fraction},
+                      {"warmup_steps", o.warmup_steps},
+                      {"accumulation_steps", o.accumulation_steps},
+                      {"max_grad_norm", o.max_grad_norm},
+                      {"patience", o.patience},
+                      {"monitor", monitor},
+                      {"train_examples", train.size()},
+                      {"valid_examples", valid.size()},
+                      {"batches_per_epoch", train.num_batches()}};
+  for (auto it = o.fingerprint.begin(); it != o.fingerprint.end(); ++it) f[it.key()] = it.value();
+  return f;
+}
+
+/// Compares a resumed run's settings with the recorded ones: throws ValueError listing every change not allowed;
+/// records the allowed ones in state (and adopts the new settings).
+inline void check_resume_settings(FitState& state, const nlohmann::json& now, const std::vector<std::string>& allowed,
+                                  const std::filesystem::path& where) {
+  std::string refused;
+  nlohmann::json changes = nlohmann::json::array();
+  auto keys = now;
+  for (auto it = state.fingerprint.begin(); it != state.fingerprint.end(); ++it)
+    if (!keys.contains(it.key())) keys[it.key()] = nullptr;
+  for (auto it = keys.begin(); it != keys.end(); ++it) {
+    const nlohmann::json before = state.fingerprint.value(it.key(), nlohmann::json());
+    const nlohmann::json after = now.value(it.key(), nlohmann::json());
+    if (before == after) continue;
+    if (std::find(allowed.begin(), allowed.end(), it.key()) != allowed.end()) {
+      changes.push_back({{"epoch", state.epochs_done}, {"key", it.key()}, {"from", before}, {"to", after}});
+    } else {
+      refused += concat(refused.empty() ? "" : "; ", it.key(), " was ", before.dump(), ", is now ", after.dump());
+    }
+  }
+  if (!refused.empty())
+    throw ValueError(concat("fit: resume: the settings of the run in '", where.string(), "' changed: ", refused,
+                            " (allow a change explicitly, e.g. --allow-change KEY, or start a new run)"));
+  for (const auto& c : changes) state.changes.push_back(c);
+  state.fingerprint = now;
+}
+
+/// A folder beside dir for a new run before it replaces dir ("<dir>.new-<hex>") or for the old one while it does
+/// ("<dir>.old-<hex>").
+inline std::filesystem::path sibling(const std::filesystem::path& dir, const char* kind) {
+  std::random_device rd;
+  char suffix[32];
+  std::snprintf(suffix, sizeof suffix, ".%s-%08x%08x", kind, rd(), rd());
+  return dir.parent_path() / (dir.filename().string() + suffix);
+}
+
+/// Removes staging folders of dir left by killed runs; if dir itself is missing because a run was killed between
+/// the two renames that publish it, puts the newer folder (or else the old one) back in its place.
+inline void recover_staging_folders(const std::filesystem::path& dir) {
+  std::error_code ec;
+  const std::string stem = dir.filename().string();
+  std::vector<std::filesystem::path> news, olds;
+  for (const auto& entry : std::filesystem::directory_iterator(dir.parent_path(), ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind(stem + ".new-", 0) == 0 && name.size() == stem.size() + 21) news.push_back(entry.path());
+    if (name.rfind(stem + ".old-", 0) == 0 && name.size() == stem.size() + 21) olds.push_back(entry.path());
+  }
+  if (!std::filesystem::exists(dir, ec)) {
+    for (const auto& n : news)
+      if (std::filesystem::exists(RunFolder{n}.pointer(), ec)) {
+        std::filesystem::rename(n, dir, ec);
+        if (!ec) break;
+      }
+    if (!std::filesystem::exists(dir, ec) && !olds.empty()) std::filesystem::rename(olds.front(), dir, ec);
+  }
+  for (const auto& p : news)
+    if (std::filesystem::exists(p, ec)) std::filesystem::remove_all(p, ec);
+  for (const auto& p : olds)
+    if (std::filesystem::exists(p, ec)) std::filesystem::remove_all(p, ec);
+}
+
+/// Puts the staged run in dir's place: dir (if any) moves aside, the staged folder takes its name, the old one is
+/// removed. Throws IoError when a rename fails (dir is then unchanged or restored).
+inline void publish_staged_run(const std::filesystem::path& staged, const std::filesystem::path& dir) {
+  std::error_code ec;
+  std::filesystem::path old;
+  if (std::filesystem::exists(dir, ec)) {
+    old = sibling(dir, "old");
+    std::filesystem::rename(dir, old, ec);
+    if (ec) throw IoError(concat("fit: cannot move '", dir.string(), "' aside to replace it: ", ec.message()));
+  }
+  std::filesystem::rename(staged, dir, ec);
+  if (ec) {
+    const std::string reason = ec.message();
+    if (!old.empty()) std::filesystem::rename(old, dir, ec);
+    throw IoError(concat("fit: cannot move the new run into '", dir.string(), "': ", reason));
+  }
+  io::detail::sync_folder(dir.parent_path());
+  if (!old.empty()) std::filesystem::remove_all(old, ec);
+}
+
 }  // namespace detail
 
-/// Trains model on train, evaluating on valid after every epoch; see FitOptions. Returns the history and the best
-/// epoch; with restore_best the model ends with the best epoch's weights. Throws ValueError for bad options or
-/// data, IoError when the run folder cannot be written or (resume) read, and whatever the model, the optimizer
-/// (a non-finite gradient) or the reporter throw; the run folder then keeps the last completed epoch.
-template <class Model>
-FitResult fit(Model& model, const data::Batcher& train, const data::Batcher& valid, const FitOptions& options) {
+/// Trains model on train with the task, evaluating on valid after every epoch; see FitOptions and the top of this
+/// file. Returns the history and the best epoch; with restore_best the model ends with the best epoch's weights.
+/// Throws ValueError for bad options or data, IoError when the run folder cannot be written or (resume) read, and
+/// whatever the model, the task, the optimizer (a non-finite gradient), a hook or the reporter throw; the run folder
+/// then holds the last checkpointed epoch (or, before the first, what it held before).
+template <class Model, class Task, class Data>
+FitResult fit(Model& model, const Task& task, const Data& train, const Data& valid, const FitOptions& options) {
   using detail::concat;
-  using Logits = std::decay_t<decltype(model.forward(std::declval<const Tensor<std::int64_t>&>(),
-                                                     std::declval<const Tensor<bool>&>()))>;
-  using T = typename Logits::Scalar;
+  using T = typename Model::Scalar;
   using Clock = std::chrono::steady_clock;
   const auto since = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
   const Clock::time_point fit_start = Clock::now();
 
-  detail::check_fit_options(options, train, valid);
+  const std::vector<std::string> metric_names = task.metric_names();
+  const std::string monitor = options.monitor.empty() ? task.default_monitor() : options.monitor;
+  detail::check_fit_options(options, train, valid, metric_names, monitor);
+  const bool lower_better = detail::task_lower_is_better(task, monitor);
+  std::vector<std::string> record_names;
+  for (const char* set : {"train_", "valid_"})
+    for (const std::string& m : metric_names) record_names.push_back(set + m);
+  const std::size_t loss_index = static_cast<std::size_t>(
+      std::find(metric_names.begin(), metric_names.end(), "loss") - metric_names.begin());
+  const std::size_t monitor_index = static_cast<std::size_t>(
+      std::find(metric_names.begin(), metric_names.end(), monitor) - metric_names.begin());
+
   const NamedParameters<T> params = model.named_parameters();
   typename optim::AdamW<T>::Options adam;
   adam.lr = static_cast<T>(options.lr);
@@ -213,53 +369,88 @@ FitResult fit(Model& model, const data::Batcher& train, const data::Batcher& val
   optim::AdamW<T> optimizer(params, adam);
 
   const Index batches = train.num_batches();
-  const Index steps_per_epoch = (batches + options.accumulation_steps - 1) / options.accumulation_steps;
+  const Index steps_per_epoch = batches / options.accumulation_steps + (batches % options.accumulation_steps != 0);
+  if (options.epochs > std::numeric_limits<Index>::max() / std::max<Index>(1, steps_per_epoch))
+    throw ValueError(concat("fit: epochs is ", options.epochs, ": with ", steps_per_epoch,
+                            " optimizer steps per epoch the step count overflows"));
   const Index total_steps = steps_per_epoch * options.epochs;
   const std::function<double(Index)> schedule = detail::make_schedule(options, total_steps);
 
+  // The run folder: resumed in place, or a new run staged beside it until its first checkpoint.
   const bool saving = !options.run_dir.empty();
-  const RunFolder run{options.run_dir};
+  std::filesystem::path final_dir, staged_dir;
   detail::FitState state;
+  state.fingerprint = detail::run_fingerprint(options, monitor, train, valid);
+  bool resumed = false;
+  RunFolder run;
   if (saving) {
     std::error_code ec;
-    std::filesystem::create_directories(run.dir, ec);
-    if (ec) throw IoError(concat("fit: cannot create the run folder ", run.dir.string(), ": ", ec.message()));
-  }
-  if (options.resume) {
-    if (!std::filesystem::exists(run.trainer_state()))
-      throw IoError(concat("fit: resume: ", run.trainer_state().string(),
-                           " does not exist (no epoch of this run was completed)"));
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(detail::read_text_file("fit", run.trainer_state()));
-    } catch (const nlohmann::json::parse_error& e) {
-      throw IoError(concat("fit: resume: ", run.trainer_state().string(), " is not valid JSON: ", e.what()));
+    final_dir = std::filesystem::absolute(options.run_dir, ec).lexically_normal();
+    if (final_dir.filename().empty()) final_dir = final_dir.parent_path();  // "runs/x/" names runs/x
+    if (final_dir.empty() || final_dir == final_dir.root_path())
+      throw ValueError(concat("fit: run_dir '", options.run_dir.string(), "' names no folder a run can own"));
+    std::filesystem::create_directories(final_dir.parent_path(), ec);
+    detail::recover_staging_folders(final_dir);
+    const FolderState fs = folder_state(final_dir);
+    if (fs == FolderState::other)
+      throw IoError(concat("fit: '", final_dir.string(), "' holds files that are not a run's: refusing to write into ",
+                           "it (choose an empty or new folder)"));
+    if (fs == FolderState::run && !options.resume && !options.overwrite)
+      throw IoError(concat("fit: '", final_dir.string(), "' holds a run: resume it, or overwrite it to start anew"));
+    run = RunFolder{final_dir};
+    if (fs == FolderState::run && options.resume) {
+      Index checkpoint_epoch = 0;
+      const CheckpointFiles files = current_checkpoint(run, &checkpoint_epoch);
+      if (files.folder.empty())
+        throw IoError(concat("fit: resume: '", final_dir.string(), "' holds no checkpoint.json (a run of an older ",
+                             "version of eigenformer?)"));
+      const nlohmann::json now = state.fingerprint;
+      nlohmann::json j;
+      try {
+        j = nlohmann::json::parse(io::read_text_file(files.trainer_state(), "fit"));
+      } catch (const nlohmann::json::parse_error& e) {
+        throw IoError(concat("fit: resume: ", files.trainer_state().string(), " is not valid JSON: ", e.what()));
+      }
+      state = detail::fit_state_from_json(j, files.trainer_state());
+      detail::check_resume_settings(state, now, options.allow_changes, final_dir);
+      io::load_state_dict(model, files.model());
+      io::load_optimizer_state(optimizer, files.optimizer());
+      restore_generator_states(model, j.value("generators", nlohmann::json::object()));
+      prune_checkpoints(run, files.folder);
+      // A run killed after its checkpoint became current but before model.safetensors took that epoch's weights:
+      // the model now holds them.
+      if (state.best_epoch == checkpoint_epoch) {
+        io::Metadata meta;
+        std::error_code exists_ec;
+        if (std::filesystem::exists(run.model(), exists_ec)) meta = io::read_safetensors(run.model()).metadata();
+        if (meta["epoch"] != std::to_string(checkpoint_epoch))
+          io::save_state_dict(model, run.model(), {{"epoch", std::to_string(checkpoint_epoch)}});
+      }
+      write_metrics_csv(run.metrics(), state.history, record_names);
+      resumed = true;
+    } else {
+      staged_dir = detail::sibling(final_dir, "new");
+      run = RunFolder{staged_dir};
+      std::filesystem::create_directories(staged_dir, ec);
+      if (ec) throw IoError(concat("fit: cannot create '", staged_dir.string(), "': ", ec.message()));
     }
-    state = detail::fit_state_from_json(j, run.trainer_state());
-    io::load_state_dict(model, run.last_model());
-    io::load_optimizer_state(optimizer, run.optimizer());
-    restore_generator_states(model, j.value("generators", nlohmann::json::object()));
-    write_metrics_csv(run.metrics(), state.history);  // drops rows of an epoch whose checkpoint never completed
-  } else if (saving) {
-    std::error_code ec;
-    for (const auto& stale : {run.trainer_state(), run.last_model(), run.optimizer(), run.model()})
-      std::filesystem::remove(stale, ec);
+  }
+  // A new run that fails before its first checkpoint leaves only what the folder held before.
+  struct StagingCleanup {
+    std::filesystem::path& dir;
+    ~StagingCleanup() {
+      std::error_code ec;
+      if (!dir.empty()) std::filesystem::remove_all(dir, ec);
+    }
+  } cleanup{staged_dir};
+  if (saving && !resumed) {
     save_run_config(run.config(), options.config);
     if (options.save_tokenizer) options.save_tokenizer(run.dir);
-    write_metrics_csv(run.metrics(), {});
+    write_metrics_csv(run.metrics(), {}, record_names);
   }
 
   // Without a run folder the best weights stay in memory.
   std::vector<Tensor<T>> best_weights;
-  const auto keep_best = [&] {
-    if (saving) {
-      io::save_state_dict(model, run.model());
-      return;
-    }
-    best_weights.clear();
-    for (const auto& np : params) best_weights.push_back(np.second.value().clone());
-  };
-
   Index trainable = 0;
   for (const auto& np : params) trainable += np.second.requires_grad() ? np.second.numel() : 0;
   if (options.reporter) {
@@ -272,7 +463,7 @@ FitResult fit(Model& model, const data::Batcher& train, const data::Batcher& val
     b.train_examples = train.size();
     b.valid_examples = valid.size();
     b.parameters = trainable;
-    b.resumed = options.resume;
+    b.resumed = resumed;
     options.reporter->on_fit_begin(b);
   }
 
@@ -282,14 +473,15 @@ FitResult fit(Model& model, const data::Batcher& train, const data::Batcher& val
     const Clock::time_point epoch_start = Clock::now();
     model.train();
     const std::vector<std::vector<Index>> order = train.batch_indices(epoch);
-    double loss_sum = 0;  // sum of per-example losses
-    Index correct = 0, examples = 0, tokens = 0;
+    MetricSums train_sums = task.new_sums();
+    BatchContext context;
+    context.epoch = epoch;
+    Index tokens = 0;
     double lr = optimizer.lr();
     optimizer.zero_grad();
     for (Index b = 0; b < batches; ++b) {
-      const data::Batch batch = train.make_batch(order[static_cast<std::size_t>(b)]);
-      const auto logits = model.forward(batch.ids, batch.padding_mask);  // (B, C)
-      const auto loss = cross_entropy(logits, batch.labels);
+      const auto batch = train.make_batch(order[static_cast<std::size_t>(b)]);
+      const auto loss = task.train_loss(model, batch, context, train_sums);
       // Each optimizer step averages its micro-batches' mean losses; the epoch's last group may be shorter.
       const Index group_start = b / options.accumulation_steps * options.accumulation_steps;
       const Index group = std::min(options.accumulation_steps, batches - group_start);
@@ -297,15 +489,10 @@ FitResult fit(Model& model, const data::Batcher& train, const data::Batcher& val
         loss.backward();
       else
         scale(loss, static_cast<T>(1.0 / static_cast<double>(group))).backward();
-
-      const Index rows = batch.labels.numel();
-      loss_sum += static_cast<double>(loss.item()) * static_cast<double>(rows);
-      const Tensor<std::int64_t> predicted = argmax(logits.value(), 1);
-      for (Index i = 0; i < rows; ++i) correct += predicted[i] == batch.labels[i];
-      examples += rows;
-      tokens += batch.tokens;
+      tokens += task.tokens(batch);
 
       if (b + 1 == group_start + group) {
+        for (const auto& hook : options.after_backward) hook();
         if (options.max_grad_norm > 0) optim::clip_grad_norm(params, static_cast<T>(options.max_grad_norm));
         lr = schedule(optimizer.step_count());
         optimizer.set_lr(static_cast<T>(lr));
@@ -322,7 +509,7 @@ FitResult fit(Model& model, const data::Batcher& train, const data::Batcher& val
         s.batches = batches;
         s.step = optimizer.step_count();
         s.total_steps = total_steps;
-        s.loss = loss_sum / static_cast<double>(examples);
+        s.loss = task.values(train_sums)[loss_index];
         s.lr = lr;
         s.tokens_per_second = static_cast<double>(tokens) / std::max(epoch_seconds, 1e-9);
         s.elapsed_seconds = since(fit_start);
@@ -335,24 +522,23 @@ FitResult fit(Model& model, const data::Batcher& train, const data::Batcher& val
     train_seconds += epoch_train_seconds;
 
     if (options.reporter) options.reporter->on_evaluate_begin(epoch + 1);
-    const EvalResult v = evaluate(model, valid);
+    const MetricSums valid_sums = evaluate_sums(model, task, valid);
+    const std::vector<double> train_values = task.values(train_sums), valid_values = task.values(valid_sums);
     EpochRecord r;
     r.epoch = epoch + 1;
     r.step = optimizer.step_count();
     r.lr = lr;
-    r.train_loss = loss_sum / static_cast<double>(examples);
-    r.train_accuracy = static_cast<double>(correct) / static_cast<double>(examples);
-    r.valid_loss = v.loss;
-    r.valid_accuracy = v.accuracy;
-    r.valid_macro_f1 = v.macro_f1;
+    for (std::size_t i = 0; i < metric_names.size(); ++i) r.metrics.emplace_back(record_names[i], train_values[i]);
+    for (std::size_t i = 0; i < metric_names.size(); ++i)
+      r.metrics.emplace_back(record_names[metric_names.size() + i], valid_values[i]);
     r.tokens_per_second = static_cast<double>(tokens) / std::max(epoch_train_seconds, 1e-9);
-    r.best = state.best_epoch == 0 || detail::improves(options.monitor, v, state.best_metric, state.best_loss);
+    const double value = valid_values[monitor_index], valid_loss = valid_values[loss_index];
+    r.best = detail::improves(lower_better, value, valid_loss, state.best_metric, state.best_loss);
     if (r.best) {
       state.best_epoch = r.epoch;
-      state.best_metric = detail::monitored(options.monitor, v);
-      state.best_loss = v.loss;
+      state.best_metric = value;
+      state.best_loss = valid_loss;
       state.epochs_without_improvement = 0;
-      keep_best();
     } else {
       ++state.epochs_without_improvement;
     }
@@ -362,15 +548,32 @@ FitResult fit(Model& model, const data::Batcher& train, const data::Batcher& val
     state.history.push_back(r);
 
     if (saving) {
-      // The trainer state goes last: a run killed before it resumes from the previous epoch's checkpoint.
-      append_metrics_csv(run.metrics(), r);
-      io::save_state_dict(model, run.last_model());
-      io::save_optimizer_state(optimizer, run.optimizer());
-      detail::write_text_file(
-          "fit", run.trainer_state(),
-          detail::fit_state_to_json(state, optimizer.step_count(), generator_states(model)).dump(1) + "\n");
+      // The checkpoint as one unit, then one atomic step makes it current; derived files follow.
+      const CheckpointFiles files{run.checkpoint(r.epoch)};
+      const io::Metadata meta = {{"epoch", std::to_string(r.epoch)}};
+      const nlohmann::json trainer_state =
+          detail::fit_state_to_json(state, optimizer.step_count(), generator_states(model));
+      write_checkpoint(files, r.epoch,
+                       {{"model.safetensors", [&](const std::filesystem::path& p) { io::save_state_dict(model, p, meta); }},
+                        {"optimizer.safetensors",
+                         [&](const std::filesystem::path& p) { io::save_optimizer_state(optimizer, p); }},
+                        {"trainer_state.json", [&](const std::filesystem::path& p) {
+                           io::write_text_file_atomically(p, trainer_state.dump(1) + "\n", "fit");
+                         }}});
+      commit_checkpoint(run, r.epoch);
+      if (!staged_dir.empty()) {  // the new run's first checkpoint: it takes the folder's place
+        detail::publish_staged_run(staged_dir, final_dir);
+        staged_dir.clear();
+        run = RunFolder{final_dir};
+      }
+      if (r.best) io::save_state_dict(model, run.model(), meta);
+      write_metrics_csv(run.metrics(), state.history, record_names);
+      prune_checkpoints(run, run.checkpoint(r.epoch));
+    } else if (r.best) {
+      best_weights.clear();
+      for (const auto& np : params) best_weights.push_back(np.second.value().clone());
     }
-    if (options.reporter) options.reporter->on_epoch_end(r, v);
+    if (options.reporter) options.reporter->on_epoch_end(r, task.details(valid_sums));
   }
 
   if (options.restore_best && state.best_epoch > 0) {
@@ -394,15 +597,30 @@ FitResult fit(Model& model, const data::Batcher& train, const data::Batcher& val
     FitSummary s;
     s.epochs_run = state.epochs_done;
     s.best_epoch = state.best_epoch;
+    s.monitor = "valid_" + monitor;
     if (state.best_epoch > 0) {
-      s.best_valid_accuracy = result.best().valid_accuracy;
-      s.best_valid_loss = result.best().valid_loss;
+      s.best_value = result.best().metric(s.monitor);
+      s.best_valid_loss = result.best().metric("valid_loss");
     }
     s.stopped_early = state.stopped_early;
     s.seconds = result.seconds;
     options.reporter->on_fit_end(s);
   }
   return result;
+}
+
+/// fit() of a classifier (forward(ids, padding_mask) -> (B, C) logits) on Batchers: the classification task with
+/// the labels of options.config (or as many classes as the model's logits have, when it names none).
+template <class Model>
+FitResult fit(Model& model, const data::Batcher& train, const data::Batcher& valid, const FitOptions& options) {
+  Index classes = static_cast<Index>(options.config.labels.size());
+  if (classes == 0) {
+    if (train.size() == 0) throw ValueError("fit: the training data holds no examples");
+    detail::EvalModeGuard<Model> mode(model);
+    const data::Batch first = train.make_batch({0});
+    classes = infer(model, first.ids, first.padding_mask).size(1);
+  }
+  return fit(model, ClassificationTask(classes, options.config.labels), train, valid, options);
 }
 
 }  // namespace eigenformer::train

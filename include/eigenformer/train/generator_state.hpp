@@ -1,36 +1,21 @@
 // The random generators inside a model (its dropout layers) and their saved state, so that a resumed run draws the
 // same dropout masks as an uninterrupted one (the role of torch.get_rng_state / set_rng_state in a checkpoint).
-//
-// A model exposes its generators with a member `template <class F> void visit_generators(F&& f)` calling
-// f(name, Generator&), or through an overload of train::visit_generators below; a model with neither has none.
+// The generators are those the model's module tree declares (nn/module.hpp: visit_generators); a model without
+// visit_generators has none.
 #pragma once
 
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "eigenformer/core/error.hpp"
-#include "eigenformer/nn/encoder_classifier.hpp"
 #include "eigenformer/tensor/tensor.hpp"
 
 namespace eigenformer::train {
-
-/// Calls f(name, Generator&) for every generator of an EncoderClassifier: the attention-weight, feed-forward and
-/// residual dropouts of each encoder layer.
-template <typename T, class F>
-void visit_generators(nn::EncoderClassifier<T>& model, F&& f) {
-  for (std::size_t i = 0; i < model.encoder.layers.size(); ++i) {
-    auto& layer = model.encoder.layers[i];
-    const std::string prefix = "encoder.layers." + std::to_string(i) + ".";
-    f(prefix + "self_attn.attention", layer.self_attn.attention.gen);
-    f(prefix + "ff.dropout", layer.ff.dropout.gen);
-    f(prefix + "dropout1", layer.dropout1.gen);
-    f(prefix + "dropout2", layer.dropout2.gen);
-  }
-}
 
 namespace detail {
 
@@ -39,11 +24,7 @@ auto visit_model_generators(Model& model, F&& f, int) -> decltype(model.visit_ge
   model.visit_generators(f);
 }
 template <class Model, class F>
-auto visit_model_generators(Model& model, F&& f, long) -> decltype(visit_generators(model, f), void()) {
-  visit_generators(model, f);
-}
-template <class Model, class F>
-void visit_model_generators(Model&, F&&, ...) {}
+void visit_model_generators(Model&, F&&, long) {}
 
 }  // namespace detail
 

@@ -8,6 +8,7 @@
 #include <limits>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "eigenformer/core/config.hpp"
@@ -28,7 +29,17 @@ class ConfusionMatrix {
     counts_.assign(static_cast<std::size_t>(n_ * n_), 0);
   }
 
+  /// The matrix of (n, n) row-major counts, as counts() returns them; throws ValueError for another size.
+  ConfusionMatrix(Index num_classes, std::vector<Index> counts) : ConfusionMatrix(num_classes) {
+    if (counts.size() != counts_.size())
+      throw ValueError(eigenformer::detail::concat("ConfusionMatrix: got ", counts.size(), " counts for ", n_,
+                                                   " classes, expected ", counts_.size()));
+    counts_ = std::move(counts);
+  }
+
   Index num_classes() const { return n_; }
+  /// The counts, (n, n) row-major: row = true class.
+  const std::vector<Index>& counts() const { return counts_; }
 
   /// Records one example; throws ValueError for a class outside [0, num_classes).
   void add(std::int64_t target, std::int64_t predicted) {

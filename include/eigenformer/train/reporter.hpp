@@ -21,7 +21,6 @@
 #endif
 
 #include "eigenformer/core/config.hpp"
-#include "eigenformer/train/evaluate.hpp"
 #include "eigenformer/train/history.hpp"
 
 namespace eigenformer::train {
@@ -55,8 +54,9 @@ struct StepInfo {
 struct FitSummary {
   Index epochs_run = 0;  // epochs completed, resumed ones included
   Index best_epoch = 0;  // 0 when no epoch ran
-  double best_valid_accuracy = std::numeric_limits<double>::quiet_NaN();
-  double best_valid_loss = std::numeric_limits<double>::quiet_NaN();
+  std::string monitor;   // the validation metric that picked the best epoch ("valid_accuracy")
+  double best_value = std::numeric_limits<double>::quiet_NaN();       // its value at the best epoch
+  double best_valid_loss = std::numeric_limits<double>::quiet_NaN();  // the validation loss at the best epoch
   bool stopped_early = false;
   double seconds = 0;  // wall time of this fit() call
 };
@@ -70,8 +70,9 @@ class Reporter {
   virtual void on_step(const StepInfo&) {}
   /// Before the validation pass of an epoch.
   virtual void on_evaluate_begin(Index /*epoch*/) {}
-  /// After an epoch is evaluated and checkpointed.
-  virtual void on_epoch_end(const EpochRecord&, const EvalResult& /*valid*/) {}
+  /// After an epoch is evaluated and checkpointed; details is the task's extra text on the validation data (a
+  /// confusion matrix), possibly empty.
+  virtual void on_epoch_end(const EpochRecord&, const std::string& /*details*/) {}
   virtual void on_fit_end(const FitSummary&) {}
 };
 
@@ -117,8 +118,7 @@ class ConsoleReporter : public Reporter {
     bool interactive = false;
     double redraw_seconds = 0.1;
     Index log_lines_per_epoch = 10;
-    bool show_confusion = false;      // print the validation confusion matrix after each epoch
-    std::vector<std::string> labels;  // class names for the confusion matrix
+    bool show_details = false;  // print the task's details after each epoch (a classifier's confusion matrix)
   };
 
   explicit ConsoleReporter(std::ostream& out) : ConsoleReporter(out, Options()) {}
@@ -154,19 +154,25 @@ class ConsoleReporter : public Reporter {
     draw(eigenformer::detail::concat("epoch ", epoch, ": validating..."));
   }
 
-  void on_epoch_end(const EpochRecord& r, const EvalResult& valid) override {
+  void on_epoch_end(const EpochRecord& r, const std::string& details) override {
     clear();
-    char buf[256];
-    std::snprintf(buf, sizeof buf,
-                  "epoch %ld: train loss %.4f acc %.4f | valid loss %.4f acc %.4f macro-F1 %.4f | %s, %s tok/s%s",
-                  static_cast<long>(r.epoch), r.train_loss, r.train_accuracy, r.valid_loss, r.valid_accuracy,
-                  r.valid_macro_f1, format_duration(r.seconds).c_str(), format_rate(r.tokens_per_second).c_str(),
-                  r.best ? " (best)" : "");
-    out_ << buf << '\n';
-    if (options_.show_confusion && valid.confusion.num_classes() > 0) {
-      const bool named = static_cast<Index>(options_.labels.size()) == valid.confusion.num_classes();
-      out_ << valid.confusion.to_string(named ? options_.labels : std::vector<std::string>()) << '\n';
+    std::string line = eigenformer::detail::concat("epoch ", r.epoch, ":");
+    std::string split;  // " train" then " | valid": the metrics come grouped by data set
+    for (const auto& [name, value] : r.metrics) {
+      const std::size_t underscore = name.find('_');
+      const std::string set = name.substr(0, underscore), metric = name.substr(underscore + 1);
+      if (set != split) {
+        line += (split.empty() ? " " : " | ") + set;
+        split = set;
+      }
+      char buf[64];
+      std::snprintf(buf, sizeof buf, " %s %.4f", short_name(metric).c_str(), value);
+      line += buf;
     }
+    line += " | " + format_duration(r.seconds) + ", " + format_rate(r.tokens_per_second) + " tok/s" +
+            (r.best ? " (best)" : "");
+    out_ << line << '\n';
+    if (options_.show_details && !details.empty()) out_ << details << '\n';
     out_.flush();
   }
 
@@ -175,9 +181,9 @@ class ConsoleReporter : public Reporter {
     out_ << "done: " << s.epochs_run << " epochs" << (s.stopped_early ? " (stopped early)" : "") << " in "
          << format_duration(s.seconds);
     if (s.best_epoch > 0) {
-      char buf[96];
-      std::snprintf(buf, sizeof buf, "; best epoch %ld: valid acc %.4f, loss %.4f", static_cast<long>(s.best_epoch),
-                    s.best_valid_accuracy, s.best_valid_loss);
+      char buf[160];
+      std::snprintf(buf, sizeof buf, "; best epoch %ld: %s %.4f, valid loss %.4f", static_cast<long>(s.best_epoch),
+                    s.monitor.c_str(), s.best_value, s.best_valid_loss);
       out_ << buf;
     }
     out_ << '\n';
@@ -202,6 +208,14 @@ class ConsoleReporter : public Reporter {
                   s.lr, format_rate(s.tokens_per_second).c_str(), format_duration(s.eta_seconds).c_str());
     line << buf;
     return line.str();
+  }
+
+  // The short form of a metric name in epoch lines.
+  static std::string short_name(const std::string& metric) {
+    if (metric == "accuracy") return "acc";
+    if (metric == "macro_f1") return "macro-F1";
+    if (metric == "perplexity") return "ppl";
+    return metric;
   }
 
   // Redraws the progress line: '\r', the text, and spaces over what is left of a longer previous line.

@@ -1,0 +1,67 @@
+// The execution context of a thread: what a runner that spreads work over threads tells the kernels that run on
+// that thread (whether its products are whole problems of their own, where its tensor buffers come from). Runners
+// set it for a scope; kernels read it; models never see it.
+#pragma once
+
+#include <atomic>
+#include <exception>
+
+#include "eigenformer/core/scoped_value.hpp"
+
+namespace eigenformer {
+namespace detail {
+class PartBuffers;  // tensor/storage.hpp
+}  // namespace detail
+
+/// What the current thread is doing, as far as kernels need to know.
+struct ExecutionContext {
+  /// The thread runs one whole part of work that a runner split across threads (a batch split): its matrix
+  /// products are whole problems of their own, run on this thread alone, although it is inside a parallel region.
+  bool whole_part = false;
+  /// Where the thread's tensor buffers come from and go back to; null: the process-wide cache.
+  detail::PartBuffers* buffers = nullptr;
+};
+
+namespace detail {
+
+/// The calling thread's context (default: not a part, buffers from the shared cache).
+inline ExecutionContext& execution_context() {
+  thread_local ExecutionContext context;
+  return context;
+}
+
+/// Keeps the first exception thrown by the iterations of a parallel loop, so that none escapes an OpenMP region
+/// (which would terminate the process): the loop body runs through run(), the calling thread calls rethrow() after
+/// the loop. Iterations that start after a failure are skipped. No allocation unless something throws.
+class FirstException {
+ public:
+  template <class F>
+  void run(F&& f) noexcept {
+    if (failed_.load(std::memory_order_relaxed)) return;
+    try {
+      f();
+    } catch (...) {
+      bool expected = false;
+      if (failed_.compare_exchange_strong(expected, true)) error_ = std::current_exception();
+    }
+  }
+  bool failed() const noexcept { return failed_.load(std::memory_order_relaxed); }
+  /// On the calling thread, after the parallel region (its end orders every write before this read).
+  void rethrow() const {
+    if (error_) std::rethrow_exception(error_);
+  }
+
+ private:
+  std::atomic<bool> failed_{false};
+  std::exception_ptr error_;
+};
+
+}  // namespace detail
+
+/// Sets the calling thread's execution context for its lifetime and restores the previous one.
+class ExecutionScope : detail::ScopedValue<ExecutionContext> {
+ public:
+  explicit ExecutionScope(const ExecutionContext& context) : ScopedValue(detail::execution_context(), context) {}
+};
+
+}  // namespace eigenformer
