@@ -1,7 +1,12 @@
-// Throughput of the BERT tokenizer (text/tokenizer.hpp) on a synthetic e-mail corpus of about 4 MB made here:
-// headers (From, To, Subject, Date, Message-ID, Content-Type), body sentences over a Zipf-distributed lexicon of
-// pseudo-words, numbers, URLs and punctuation, and about 2% non-ASCII words (accented Latin, Greek, CJK, emoji).
-// The vocabulary (8,000 pieces) is trained once on the same corpus.
+// Throughput of the BERT tokenizer (text/tokenizer.hpp) and GPT-2's byte-level BPE (text/byte_level_bpe.hpp) on a
+// synthetic e-mail corpus of about 4 MB made here: headers (From, To, Subject, Date, Message-ID, Content-Type), body
+// sentences over a Zipf-distributed lexicon of pseudo-words, numbers, URLs and punctuation, and about 2% non-ASCII
+// words (accented Latin, Greek, CJK, emoji). The vocabularies (8,000 pieces each) are trained once on that corpus.
+//
+// The BM_*_spam cases encode real e-mails with real vocabularies when the data is there (else they are skipped):
+// data/spam/test.jsonl (scripts/fetch_spam_assassin.sh) with bert-base-uncased's and GPT-2's tokenizer.json
+// (scripts/fetch_tokenizer_data.sh), the texts and files tests/text/fixtures/time_reference_tokenizers.js times
+// Hugging Face tokenizers on. The data folder is $EIGENFORMER_DATA_DIR, else ./data (run from the repository root).
 //
 // Run: build/release/benchmarks/tokenizer_bench [--benchmark_filter=encode] [--benchmark_min_time=0.5]
 //
@@ -10,10 +15,17 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "eigenformer/text/bert_pretrained.hpp"
+#include "eigenformer/text/bpe_trainer.hpp"
+#include "eigenformer/text/byte_level_bpe.hpp"
 #include "eigenformer/text/tokenizer.hpp"
 #include "eigenformer/text/wordpiece_trainer.hpp"
 
@@ -82,12 +94,20 @@ struct Corpus {
   std::vector<std::string> emails = make_emails(800, 42);
   std::int64_t bytes = 0;
   Tokenizer tokenizer = train();
+  ByteLevelBpe bpe = train_bpe();
 
   Tokenizer train() {
     for (const std::string& e : emails) bytes += static_cast<std::int64_t>(e.size());
     WordPieceTrainer::Options o;
     o.vocab_size = 8000;
     return Tokenizer(WordPieceTrainer(o).train(emails));
+  }
+
+  ByteLevelBpe train_bpe() const {
+    BpeTrainer::Options o;
+    o.vocab_size = 8000;
+    o.special_tokens = {"<|endoftext|>"};
+    return BpeTrainer(o).train(emails);
   }
 };
 
@@ -149,5 +169,101 @@ void BM_WordPieceTrainer_train(benchmark::State& state) {
   state.SetBytesProcessed(state.iterations() * c.bytes);
 }
 BENCHMARK(BM_WordPieceTrainer_train)->Unit(benchmark::kMillisecond)->Iterations(1);
+
+// Byte-level BPE over the whole text of each e-mail (the 8,000-token vocabulary trained on the corpus).
+void BM_ByteLevelBpe_encode(benchmark::State& state) {
+  const Corpus& c = corpus();
+  std::size_t ids = 0;
+  for (auto _ : state) {
+    ids = 0;
+    for (const std::string& e : c.emails) ids += c.bpe.encode(e).size();
+    benchmark::DoNotOptimize(ids);
+  }
+  state.SetBytesProcessed(state.iterations() * c.bytes);
+  state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(c.emails.size()));
+  state.counters["ids/byte"] = static_cast<double>(ids) / static_cast<double>(c.bytes);
+}
+BENCHMARK(BM_ByteLevelBpe_encode)->Unit(benchmark::kMillisecond);
+
+// Learning 8,000 byte-level BPE tokens from the 4 MB corpus (word counting plus merges), once.
+void BM_BpeTrainer_train(benchmark::State& state) {
+  const Corpus& c = corpus();
+  for (auto _ : state) benchmark::DoNotOptimize(c.train_bpe());
+  state.SetBytesProcessed(state.iterations() * c.bytes);
+}
+BENCHMARK(BM_BpeTrainer_train)->Unit(benchmark::kMillisecond)->Iterations(1);
+
+// Real e-mails and real vocabularies, when fetched.
+struct SpamData {
+  std::vector<std::string> emails;
+  std::int64_t bytes = 0;
+  std::unique_ptr<ByteLevelBpe> gpt2;
+  std::unique_ptr<Tokenizer> bert;
+  std::string missing;  // why the data cannot be used, or empty
+
+  SpamData() {
+    const char* env = std::getenv("EIGENFORMER_DATA_DIR");
+    const std::filesystem::path data = env ? env : "data";
+    const std::filesystem::path spam = data / "spam" / "test.jsonl";
+    const std::filesystem::path tok = data / "tokenizers";
+    for (const auto& p : {spam, tok / "gpt2" / "tokenizer.json", tok / "bert-base-uncased" / "tokenizer.json"})
+      if (!std::filesystem::exists(p)) missing += p.string() + " ";
+    if (!missing.empty()) {
+      missing += "missing: run scripts/fetch_spam_assassin.sh and scripts/fetch_tokenizer_data.sh";
+      return;
+    }
+    std::ifstream in(spam);
+    for (std::string line; std::getline(in, line);) {
+      if (line.empty()) continue;
+      emails.push_back(nlohmann::json::parse(line)["text"].get<std::string>());
+      bytes += static_cast<std::int64_t>(emails.back().size());
+    }
+    gpt2 = std::make_unique<ByteLevelBpe>(ByteLevelBpe::from_tokenizer_json(tok / "gpt2" / "tokenizer.json"));
+    bert = std::make_unique<Tokenizer>(load_bert_tokenizer_json(tok / "bert-base-uncased" / "tokenizer.json"));
+  }
+};
+
+const SpamData& spam_data() {
+  static const SpamData d;
+  return d;
+}
+
+// GPT-2 over the 622 test e-mails of data/spam, whole texts: what time_reference_tokenizers.js times.
+void BM_Gpt2_encode_spam(benchmark::State& state) {
+  const SpamData& d = spam_data();
+  if (!d.missing.empty()) {
+    state.SkipWithError(d.missing.c_str());
+    return;
+  }
+  std::size_t ids = 0;
+  for (auto _ : state) {
+    ids = 0;
+    for (const std::string& e : d.emails) ids += d.gpt2->encode(e).size();
+    benchmark::DoNotOptimize(ids);
+  }
+  state.SetBytesProcessed(state.iterations() * d.bytes);
+  state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(ids));
+}
+BENCHMARK(BM_Gpt2_encode_spam)->Unit(benchmark::kMillisecond);
+
+// bert-base-uncased (tokenizer.json) over the same e-mails, [CLS] and [SEP] added, no truncation.
+void BM_BertUncased_encode_spam(benchmark::State& state) {
+  const SpamData& d = spam_data();
+  if (!d.missing.empty()) {
+    state.SkipWithError(d.missing.c_str());
+    return;
+  }
+  EncodeOptions o;
+  o.max_length = 0;
+  std::size_t ids = 0;
+  for (auto _ : state) {
+    ids = 0;
+    for (const std::string& e : d.emails) ids += d.bert->encode(e, o).size();
+    benchmark::DoNotOptimize(ids);
+  }
+  state.SetBytesProcessed(state.iterations() * d.bytes);
+  state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(ids));
+}
+BENCHMARK(BM_BertUncased_encode_spam)->Unit(benchmark::kMillisecond);
 
 }  // namespace

@@ -72,4 +72,15 @@
 #include "eigenformer/text/wordpiece.hpp"
 #include "eigenformer/text/wordpiece_trainer.hpp"
 #include "eigenformer/text/tokenizer.hpp"
+#include "eigenformer/text/white_space.hpp"
+#include "eigenformer/text/byte_level.hpp"
+#include "eigenformer/text/gpt2_pre_tokenizer.hpp"
+#include "eigenformer/text/added_tokens.hpp"
+#include "eigenformer/text/bpe_cache.hpp"
+#if __has_include(<nlohmann/json.hpp>)
+#include "eigenformer/text/json_reader.hpp"
+#include "eigenformer/text/byte_level_bpe.hpp"
+#include "eigenformer/text/bpe_trainer.hpp"
+#include "eigenformer/text/bert_pretrained.hpp"
+#endif
 #endif

@@ -140,4 +140,34 @@ TEST(BasicTokenizer, IsolatedCharacters) {
   EXPECT_FALSE(make(true, true).is_isolated(0xE9));
 }
 
+// Hugging Face tokenizers' BertNormalizer (BertRules::rust) where it differs from the Python code.
+TEST(BasicTokenizer, RustRules) {
+  BasicTokenizer::Options o;
+  o.rules = BertRules::rust;
+  const BasicTokenizer rust(o);
+  const BasicTokenizer python;
+  EXPECT_EQ(python.tokenize("\u039F\u0394\u039F\u03A3"), (Tokens{"\u03BF\u03B4\u03BF\u03C2"}));  // final sigma
+  EXPECT_EQ(rust.tokenize("\u039F\u0394\u039F\u03A3"), (Tokens{"\u03BF\u03B4\u03BF\u03C3"}));
+  EXPECT_EQ(python.tokenize("a\uE000b"), (Tokens{"a\uE000b"}));  // private use: kept by Python, dropped by Rust
+  EXPECT_EQ(rust.tokenize("a\uE000b"), (Tokens{"ab"}));
+  EXPECT_EQ(python.tokenize("x\U0002B820y"), (Tokens{"x", "\U0002B820", "y"}));
+  EXPECT_EQ(rust.tokenize("x\U0002B820y"), (Tokens{"x\U0002B820y"}));  // tokenizers' CJK table skips it
+  EXPECT_EQ(rust.tokenize("x\U0002B920y"), (Tokens{"x", "\U0002B920", "y"}));
+  EXPECT_EQ(rust.tokenize("\u0130stanbul"), (Tokens{"istanbul"}));
+  EXPECT_EQ(rust.tokenize("a\u0378b"), (Tokens{"a\u0378b"}));  // unassigned: kept by both
+}
+
+TEST(BasicTokenizer, WithoutCleanTextControlsStayAndWhiteSpaceSplits) {
+  BasicTokenizer::Options o;
+  o.rules = BertRules::rust;
+  o.clean_text = false;
+  o.lowercase = false;
+  o.strip_accents = false;
+  const BasicTokenizer t(o);
+  EXPECT_EQ(t.tokenize("a\x01" "b\x0B" "c\u0085" "d\u200B" "e"),
+            (Tokens{"a\x01" "b", "c", "d\u200B" "e"}));
+  EXPECT_EQ(t.tokenize(std::string("x\0y", 3)), (Tokens{std::string("x\0y", 3)}));
+  EXPECT_EQ(t.tokenize("a\xFF"), (Tokens{"a\uFFFD"}));
+}
+
 }  // namespace basic_tokenizer_test

@@ -1,5 +1,6 @@
 #include "eigenformer/text/tokenizer.hpp"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <list>
@@ -231,6 +232,85 @@ TEST(Tokenizer, FromFileAndErrors) {
   o.max_length = 1;
   o.add_special_tokens = false;
   EXPECT_EQ(tok.encode("unwanted", o), (Ids{7}));
+}
+
+TEST(Tokenizer, EncodePairSegmentsAndTypeIds) {
+  const Tokenizer tok(letters_vocab());
+  const std::int64_t the = id_of(tok, "the"), cat = id_of(tok, "cat"), mat = id_of(tok, "mat");
+  Encoding e = tok.encode_pair("the cat", "mat");
+  EXPECT_EQ(e.ids, (Ids{2, the, cat, 3, mat, 3}));
+  EXPECT_EQ(e.token_type_ids, (Ids{0, 0, 0, 0, 1, 1}));
+  EXPECT_EQ(e.attention_mask, (Ids{1, 1, 1, 1, 1, 1}));
+  EncodeOptions o;
+  o.max_length = 9;
+  o.pad_to_max_length = true;
+  e = tok.encode_pair("the cat", "mat", o);
+  EXPECT_EQ(e.ids, (Ids{2, the, cat, 3, mat, 3, 0, 0, 0}));
+  EXPECT_EQ(e.token_type_ids, (Ids{0, 0, 0, 0, 1, 1, 0, 0, 0}));
+  EXPECT_EQ(e.attention_mask, (Ids{1, 1, 1, 1, 1, 1, 0, 0, 0}));
+  o = EncodeOptions{};
+  o.add_special_tokens = false;
+  e = tok.encode_pair("the", "cat", o);
+  EXPECT_EQ(e.ids, (Ids{the, cat}));
+  EXPECT_EQ(e.token_type_ids, (Ids{0, 1}));
+  EXPECT_EQ(tok.encode_with_mask("the cat").token_type_ids, (Ids{0, 0, 0, 0}));
+}
+
+// tokenizers' longest_first: n1 <= n2 after a swap; n2 = max(n1, room - n1); both cut to room / 2 and
+// room / 2 + room % 2 (the longer side, or b on a tie, gets the odd piece) when that still does not fit.
+TEST(Tokenizer, EncodePairLongestFirstTruncation) {
+  const Tokenizer tok(letters_vocab());
+  const auto letters = [](int n, char c) {
+    std::string s;
+    for (int i = 0; i < n; ++i) s += std::string(1, c) + " ";
+    return s;
+  };
+  const auto sides = [&](int a, int b, Index max_length) {
+    EncodeOptions o;
+    o.max_length = max_length;
+    const Encoding e = tok.encode_pair(letters(a, 'a'), letters(b, 'b'), o);
+    const auto zeros = std::count(e.token_type_ids.begin(), e.token_type_ids.end(), 0);
+    return std::make_pair(static_cast<int>(zeros) - 2, static_cast<int>(e.ids.size() - zeros) - 1);
+  };
+  EXPECT_EQ(sides(10, 7, 8), std::make_pair(3, 2));   // both cut, the longer a gets the odd piece
+  EXPECT_EQ(sides(7, 10, 8), std::make_pair(2, 3));
+  EXPECT_EQ(sides(6, 6, 8), std::make_pair(2, 3));    // a tie: b gets it
+  EXPECT_EQ(sides(10, 2, 8), std::make_pair(3, 2));   // only the longer one cut
+  EXPECT_EQ(sides(10, 1, 8), std::make_pair(4, 1));
+  EXPECT_EQ(sides(3, 2, 8), std::make_pair(3, 2));    // fits: nothing cut
+  EXPECT_EQ(sides(20, 9, 8), std::make_pair(2, 3));   // both read only up to 8 pieces first: a tie
+  EXPECT_EQ(sides(20, 7, 8), std::make_pair(3, 2));
+  EXPECT_EQ(sides(5, 5, 3), std::make_pair(0, 0));
+  EncodeOptions o;
+  o.max_length = 2;
+  EXPECT_THROW_WITH(tok.encode_pair("a", "b", o), ValueError, {"Tokenizer::encode_pair", "max_length is 2", "at least 3"});
+  o.max_length = 10;
+  o.truncation = Truncation::head_tail;
+  EXPECT_THROW_WITH(tok.encode_pair("a", "b", o), ValueError, {"encode_pair", "Truncation::head"});
+}
+
+TEST(Tokenizer, AddedTokensAreFoundBeforeBasicTokenization) {
+  Tokenizer::Options o;
+  for (const char* s : {"[CLS]", "[SEP]", "[MASK]"}) {
+    AddedToken t;
+    t.content = s;
+    t.id = letters_vocab().id(s);
+    o.added_tokens.push_back(t);
+  }
+  const Tokenizer tok(letters_vocab(), o);
+  EXPECT_EQ(tok.tokenize("the [MASK] sat[SEP]on"), (Tokens{"the", "[MASK]", "sat", "[SEP]", "on"}));
+  EXPECT_EQ(tok.tokenize("[mask]"), (Tokens{"[UNK]", "m", "##a", "##s", "##k", "[UNK]"}));  // case matters
+  EncodeOptions e;
+  e.max_length = 4;
+  EXPECT_EQ(tok.encode("[MASK] the cat", e), (Ids{2, 4, id_of(tok, "the"), 3}));
+  EXPECT_EQ(tok.added_tokens().size(), 3u);
+  AddedToken wrong;
+  wrong.content = "[MASK]";
+  wrong.id = 3;
+  o.added_tokens = {wrong};
+  EXPECT_THROW_WITH(Tokenizer(letters_vocab(), o), ValueError, {"added token \"[MASK]\"", "id 3", "(4;"});
+  // Without added tokens (the default), "[MASK]" is plain text.
+  EXPECT_EQ(Tokenizer(letters_vocab()).tokenize("[MASK]").size(), 6u);
 }
 
 }  // namespace tokenizer_test

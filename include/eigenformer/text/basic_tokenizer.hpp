@@ -12,6 +12,15 @@
 // stripping is NFD followed by dropping category Mn, with NFD's canonical reordering applied to the combining
 // marks that survive (the spacing marks with a nonzero combining class).
 // Printable ASCII letters and digits take a fast path that never calls into utf8proc.
+//
+// BertRules::rust follows Hugging Face tokenizers' BertNormalizer and BertPreTokenizer (tokenizer.json) where they
+// differ from the Python code: Σ always lower-cases to σ (Rust lower-cases character by character), private-use
+// characters (Co) are dropped with the controls, and U+2B820..U+2B91F (the start of CJK Extension E) are not
+// isolated as ideographs (tokenizers' table starts that block at U+2B920). Accents are stripped before
+// lower-casing there, which gives the same text. With clean_text off (tokenizers' option) nothing is dropped and
+// words split at White_Space characters and punctuation. Character classes come from utf8proc's Unicode tables;
+// characters assigned in recent Unicode versions may be classed otherwise by the reference implementations,
+// whose tables are older (tokenizers 0.23 keeps U+0891, a Cf character since Unicode 14, as a letter).
 #pragma once
 
 #include <algorithm>
@@ -24,8 +33,16 @@
 #include <vector>
 
 #include "eigenformer/text/unicode.hpp"
+#include "eigenformer/text/white_space.hpp"
 
 namespace eigenformer::text {
+
+/// Whose rules BasicTokenizer follows where google-research/bert's and transformers' Python BasicTokenizer and
+/// Hugging Face tokenizers' Rust BertNormalizer differ (see the top of this header).
+enum class BertRules {
+  python,  // google-research/bert tokenization.py, transformers' BertTokenizer
+  rust,    // tokenizers' BertNormalizer + BertPreTokenizer: tokenizer.json, transformers' BertTokenizerFast
+};
 
 namespace detail {
 
@@ -98,6 +115,8 @@ class BasicTokenizer {
     bool lowercase = true;      // BERT's do_lower_case
     bool strip_accents = true;  // NFD, then drop Mn (BERT strips exactly when it lower-cases; HF allows either)
     bool split_cjk = true;      // HF's tokenize_chinese_chars: each CJK ideograph is a token
+    bool clean_text = true;     // drop U+0000, U+FFFD and controls; false: keep them (tokenizers' clean_text)
+    BertRules rules = BertRules::python;
   };
 
   BasicTokenizer() = default;
@@ -141,7 +160,8 @@ class BasicTokenizer {
           if (!detail::is_ascii_case_ignorable(c)) run.prev_cased = false;
           ++p;
           break;
-        default:  // a control: removed, it does not separate words
+        default:  // a control: removed, it does not separate words (unless kept by clean_text off)
+          if (!options_.clean_text) run.add_code_point(c, p + 1, end);
           ++p;
           break;
       }
@@ -158,8 +178,12 @@ class BasicTokenizer {
 
   /// True for a character that always forms a token of its own (punctuation, and CJK ideographs when split):
   /// such a character never continues a word, so a vocabulary needs no "##" form of it.
-  bool is_isolated(char32_t cp) const noexcept {
-    return is_punctuation(cp) || (options_.split_cjk && is_cjk_ideograph(cp));
+  bool is_isolated(char32_t cp) const noexcept { return is_punctuation(cp) || is_cjk(options_, cp); }
+
+  /// A CJK ideograph that split_cjk isolates, under options' rules.
+  static bool is_cjk(const Options& o, char32_t cp) noexcept {
+    if (!o.split_cjk || !is_cjk_ideograph(cp)) return false;
+    return o.rules == BertRules::python || cp < 0x2B820 || cp > 0x2B91F;
   }
 
  private:
@@ -200,15 +224,18 @@ class BasicTokenizer {
 
     // cp was decoded from the text; next..end is the rest of the text (the final sigma looks ahead).
     void add_code_point(char32_t cp, const char* next, const char* end) {
-      if (cp == 0 || cp == kReplacementChar) return;
       const utf8proc_category_t cat = category(cp);
-      if (cat == UTF8PROC_CATEGORY_CC || cat == UTF8PROC_CATEGORY_CF) return;
-      if (detail::is_separator(cp, cat)) {
+      if (options.clean_text) {
+        if (cp == 0 || cp == kReplacementChar) return;
+        if (cat == UTF8PROC_CATEGORY_CC || cat == UTF8PROC_CATEGORY_CF) return;
+        if (cat == UTF8PROC_CATEGORY_CO && options.rules == BertRules::rust) return;
+      }
+      if (options.clean_text ? detail::is_separator(cp, cat) : is_white_space(cp)) {
         end_word();
         prev_cased = false;
         return;
       }
-      if (options.split_cjk && is_cjk_ideograph(cp)) {  // BERT puts spaces around it before anything else
+      if (is_cjk(options, cp)) {  // BERT puts spaces around it before anything else
         end_word();
         add_normalized(cp);
         end_word();
@@ -217,7 +244,7 @@ class BasicTokenizer {
       }
       char32_t lower = cp;
       if (options.lowercase) {
-        if (cp == 0x3A3) {
+        if (cp == 0x3A3 && options.rules == BertRules::python) {
           lower = is_final_sigma(next, end) ? 0x3C2 : 0x3C3;
         } else if (cp == 0x130 && !options.strip_accents) {  // Python: "\u0130".lower() == "i\u0307"
           add_normalized('i');
@@ -293,7 +320,7 @@ class BasicTokenizer {
         if (cp == kReplacementChar) continue;  // removed by cleaning
         const utf8proc_category_t cat = category(cp);
         if (cat == UTF8PROC_CATEGORY_CC) continue;
-        if (detail::is_separator(cp, cat) || (options.split_cjk && is_cjk_ideograph(cp))) return true;
+        if (detail::is_separator(cp, cat) || is_cjk(options, cp)) return true;
         if (detail::is_case_ignorable(cp, cat)) continue;
         return !detail::is_cased(cp, cat);
       }

@@ -1,6 +1,9 @@
 // Tokenizer: BERT's full tokenizer (basic tokenization, WordPiece, vocabulary; HuggingFace's BertTokenizer):
 // text -> [CLS] ids [SEP] with truncation (head, or head + tail as in Sun et al. 2019, "How to Fine-Tune BERT for
-// Text Classification"), padding and masks, batches as (B, T) tensors, and ids -> text.
+// Text Classification"), padding and masks, batches as (B, T) tensors, sentence pairs [CLS] a [SEP] b [SEP] with
+// token type ids, and ids -> text. Added tokens (Options::added_tokens, such as [CLS] written in the text) are
+// found before basic tokenization, as tokenizers' AddedVocabulary does. bert_pretrained.hpp loads it from Hugging
+// Face files (tokenizer.json, or vocab.txt with tokenizer_config.json).
 #pragma once
 
 #include <algorithm>
@@ -14,6 +17,7 @@
 #include "eigenformer/core/config.hpp"
 #include "eigenformer/core/error.hpp"
 #include "eigenformer/tensor/tensor.hpp"
+#include "eigenformer/text/added_tokens.hpp"
 #include "eigenformer/text/basic_tokenizer.hpp"
 #include "eigenformer/text/vocab.hpp"
 #include "eigenformer/text/wordpiece.hpp"
@@ -35,10 +39,11 @@ struct EncodeOptions {
   bool add_special_tokens = true;  // [CLS] first, [SEP] last
 };
 
-/// The ids of one text with HuggingFace's attention mask.
+/// The ids of one text (or sentence pair) with HuggingFace's attention mask and token type ids.
 struct Encoding {
   std::vector<std::int64_t> ids;
   std::vector<std::int64_t> attention_mask;  // 1 = token, 0 = padding
+  std::vector<std::int64_t> token_type_ids;  // 0 = first segment (with its [CLS] and [SEP]) and padding, 1 = second
 };
 
 /// The ids of a batch of texts, padded to one length T.
@@ -54,12 +59,21 @@ class Tokenizer {
   struct Options {
     BasicTokenizer::Options basic;
     WordPiece::Options wordpiece;
+    std::vector<AddedToken> added_tokens;  // each id must be the vocabulary's id of its content
   };
 
-  /// Throws ValueError when the vocabulary lacks [UNK] or an option is out of range.
+  /// Throws ValueError when the vocabulary lacks [UNK], an option is out of range or an added token's id is not
+  /// its content's id in the vocabulary.
   explicit Tokenizer(Vocab vocab) : Tokenizer(std::move(vocab), Options()) {}
   Tokenizer(Vocab vocab, Options options)
-      : basic_(options.basic), wordpiece_(std::move(vocab), std::move(options.wordpiece)) {}
+      : basic_(options.basic), wordpiece_(std::move(vocab), std::move(options.wordpiece)) {
+    for (const AddedToken& t : options.added_tokens)
+      if (t.id < 0 || t.id >= this->vocab().size() || this->vocab().token(t.id) != t.content)
+        throw ValueError(detail::concat("Tokenizer: added token ", detail::quoted(t.content), " has id ", t.id,
+                                        ", expected its id in the vocabulary (", this->vocab().find(t.content),
+                                        "; -1 = absent)"));
+    added_ = AddedTokenMatcher(std::move(options.added_tokens));
+  }
 
   /// A tokenizer over a vocab.txt (Vocab::load).
   static Tokenizer from_file(const std::filesystem::path& vocab_file) {
@@ -73,6 +87,7 @@ class Tokenizer {
   const Vocab& vocab() const { return wordpiece_.vocab(); }
   const BasicTokenizer& basic_tokenizer() const { return basic_; }
   const WordPiece& wordpiece() const { return wordpiece_; }
+  const std::vector<AddedToken>& added_tokens() const { return added_.tokens(); }
 
   /// The ids of text: [CLS] pieces [SEP], truncated and padded as options say.
   std::vector<std::int64_t> encode(std::string_view text, const EncodeOptions& options = {}) const {
@@ -106,9 +121,72 @@ class Tokenizer {
     Encoding e;
     e.ids = encode(text, unpadded);
     e.attention_mask.assign(e.ids.size(), 1);
+    e.token_type_ids.assign(e.ids.size(), 0);
     if (options.pad_to_max_length && static_cast<Index>(e.ids.size()) < options.max_length) {
       e.ids.resize(static_cast<std::size_t>(options.max_length), vocab().pad_id());
       e.attention_mask.resize(static_cast<std::size_t>(options.max_length), 0);
+      e.token_type_ids.resize(static_cast<std::size_t>(options.max_length), 0);
+    }
+    return e;
+  }
+
+  /// A sentence pair: [CLS] a [SEP] b [SEP] (without add_special_tokens: a b), token type 0 for a's part and 1 for
+  /// b's. Over max_length, truncation is tokenizers' "longest_first" (transformers' BertTokenizerFast), as
+  /// tokenizers 0.23 computes it: each side is first read only up to the word that brings it to max_length pieces;
+  /// then only the longer side is cut when keeping the shorter whole fits, else each keeps half of the room, the
+  /// odd piece going to the side that was longer (to b when both were as long); each side keeps its first pieces.
+  /// (transformers' Python BertTokenizer removes one piece at a time from the longer side and, on ties, from b:
+  /// with both sides cut and an odd room, it may give the odd piece to the other side.) Truncation::head_tail is
+  /// for single texts only: ValueError.
+  Encoding encode_pair(std::string_view a, std::string_view b, const EncodeOptions& options = {}) const {
+    static constexpr const char* fn = "Tokenizer::encode_pair";
+    if (options.truncation != Truncation::head)
+      throw ValueError(detail::concat(fn, ": truncation must be Truncation::head (longest_first) for pairs"));
+    const Index specials = options.add_special_tokens ? 3 : 0;
+    if (options.max_length < 0)
+      throw ValueError(detail::concat(fn, ": max_length is ", options.max_length, ", expected >= 0 (0 = no limit)"));
+    if (options.max_length == 0 && options.pad_to_max_length)
+      throw ValueError(detail::concat(fn, ": pad_to_max_length needs max_length > 0, got max_length 0"));
+    if (options.max_length > 0 && options.max_length < specials)
+      throw ValueError(detail::concat(fn, ": max_length is ", options.max_length, ", expected at least ", specials,
+                                      " to hold [CLS] and two [SEP]"));
+    std::vector<std::int64_t> first, second;
+    append_pieces(a, first, options.max_length > 0 ? options.max_length : -1, true);
+    append_pieces(b, second, options.max_length > 0 ? options.max_length : -1, true);
+    if (options.max_length > 0) {
+      const std::size_t room = static_cast<std::size_t>(options.max_length - specials);
+      std::size_t n1 = first.size(), n2 = second.size();
+      if (n1 + n2 > room) {
+        // tokenizers' truncate_encodings, LongestFirst: with s the shorter and l the longer length, the longer
+        // keeps max(s, room - s); when the two still do not fit, s keeps room / 2 and l the rest.
+        const bool swap = n1 > n2;
+        std::size_t s = swap ? n2 : n1, l = swap ? n1 : n2;
+        l = s > room ? s : std::max(s, room - s);
+        if (s + l > room) {
+          s = room / 2;
+          l = s + room % 2;
+        }
+        n1 = swap ? l : s;
+        n2 = swap ? s : l;
+        first.resize(std::min(first.size(), n1));
+        second.resize(std::min(second.size(), n2));
+      }
+    }
+    Encoding e;
+    if (options.add_special_tokens) e.ids.push_back(vocab().cls_id());
+    e.ids.insert(e.ids.end(), first.begin(), first.end());
+    if (options.add_special_tokens) e.ids.push_back(vocab().sep_id());
+    const std::size_t first_part = e.ids.size();
+    e.ids.insert(e.ids.end(), second.begin(), second.end());
+    if (options.add_special_tokens) e.ids.push_back(vocab().sep_id());
+    e.attention_mask.assign(e.ids.size(), 1);
+    e.token_type_ids.assign(first_part, 0);
+    e.token_type_ids.resize(e.ids.size(), 1);
+    if (options.pad_to_max_length && static_cast<Index>(e.ids.size()) < options.max_length) {
+      const auto T = static_cast<std::size_t>(options.max_length);
+      e.ids.resize(T, vocab().pad_id());
+      e.attention_mask.resize(T, 0);
+      e.token_type_ids.resize(T, 0);
     }
     return e;
   }
@@ -180,8 +258,28 @@ class Tokenizer {
   }
 
  private:
-  // Basic tokens through WordPiece into ids; with limit >= 0, stops once ids has limit pieces past its start.
-  void append_pieces(std::string_view text, std::vector<std::int64_t>& ids, Index limit) const {
+  // Basic tokens through WordPiece into ids; with limit >= 0, stops once ids has limit pieces past its start,
+  // cutting the last word (whole_words: keeping all of its pieces, as tokenizers' tokenize_with_limit).
+  void append_pieces(std::string_view text, std::vector<std::int64_t>& ids, Index limit,
+                     bool whole_words = false) const {
+    if (!added_.empty()) {  // the stretches between added tokens, each tokenized on its own
+      const std::size_t cap = limit < 0 ? std::size_t(-1) : ids.size() + static_cast<std::size_t>(limit);
+      added_.split(
+          text,
+          [&](std::string_view part) {
+            if (ids.size() < cap)
+              append_text_pieces(part, ids, limit < 0 ? -1 : static_cast<Index>(cap - ids.size()), whole_words);
+          },
+          [&](const AddedToken& t) {
+            if (ids.size() < cap) ids.push_back(t.id);
+          });
+      return;
+    }
+    append_text_pieces(text, ids, limit, whole_words);
+  }
+
+  void append_text_pieces(std::string_view text, std::vector<std::int64_t>& ids, Index limit,
+                          bool whole_words = false) const {
     const std::size_t first = ids.size();
     if (limit < 0) {
       ids.reserve(first + text.size() / 4);
@@ -196,7 +294,7 @@ class Tokenizer {
       wordpiece_.encode_word(word, ids);
       return ids.size() < cap;
     });
-    if (ids.size() > cap) ids.resize(cap);
+    if (ids.size() > cap && !whole_words) ids.resize(cap);
   }
 
   // Validates options; returns the number of pieces allowed between the special tokens, or -1 for no limit.
@@ -226,6 +324,7 @@ class Tokenizer {
 
   BasicTokenizer basic_;
   WordPiece wordpiece_;
+  AddedTokenMatcher added_;
 };
 
 }  // namespace eigenformer::text

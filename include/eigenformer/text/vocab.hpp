@@ -18,6 +18,7 @@
 
 #include "eigenformer/core/config.hpp"
 #include "eigenformer/core/error.hpp"
+#include "eigenformer/io/file.hpp"
 #include "eigenformer/text/unicode.hpp"
 
 namespace eigenformer::text {
@@ -164,18 +165,15 @@ class Vocab {
     return v;
   }
 
-  /// Writes vocab.txt: each token followed by "\n", in id order. Throws IoError naming the file on failure.
+  /// Writes vocab.txt: each token followed by "\n", in id order, atomically (io::write_text_file_atomically: a
+  /// failed or interrupted save leaves any previous file as it was). Throws IoError naming the file on failure.
   void save(const std::filesystem::path& path) const {
-    const std::string name = path.string();
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    if (!out) throw IoError(detail::concat("Vocab::save: ", name, ": cannot open it for writing"));
+    std::string text;
     for (Index i = 0; i < size(); ++i) {
-      const std::string_view t = table_.key(static_cast<std::int32_t>(i));
-      out.write(t.data(), static_cast<std::streamsize>(t.size()));
-      out.put('\n');
+      text.append(table_.key(static_cast<std::int32_t>(i)));
+      text.push_back('\n');
     }
-    out.flush();
-    if (!out) throw IoError(detail::concat("Vocab::save: ", name, ": write error"));
+    io::write_text_file_atomically(path, text, "Vocab::save");
   }
 
   /// The number of tokens (V).

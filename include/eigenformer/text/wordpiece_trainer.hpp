@@ -52,8 +52,12 @@ class PairTable {
   }
 
  private:
+  // The slot is the hash's low bits, and both ids must reach them: fold the high half (the first id) in,
+  // multiply, fold again.
   std::size_t slot_of(std::uint64_t k) const {
-    return static_cast<std::size_t>((k * 0x9E3779B97F4A7C15ull) >> 20) & mask_;  // Fibonacci hashing
+    k ^= k >> 32;
+    k *= 0x9E3779B97F4A7C15ull;
+    return static_cast<std::size_t>(k ^ (k >> 29)) & mask_;
   }
 
   void grow() {
