@@ -32,7 +32,7 @@ Tensor<double> naive_attention(const Tensor<double>& q, const Tensor<double>& k,
         if (m.attn_bias.defined()) sc[s] += m.attn_bias[t * S + s];
         if (m.attn_mask.defined() && m.attn_mask[t * S + s]) sc[s] = -INFINITY;
         if (m.key_padding.defined() && m.key_padding[(bh / H) * S + s]) sc[s] = -INFINITY;
-        if (m.causal && s > t) sc[s] = -INFINITY;
+        if (m.causal && s > t + m.query_offset) sc[s] = -INFINITY;
         mx = std::max(mx, sc[s]);
       }
       if (mx == -INFINITY) continue;  // fully masked: zeros
@@ -270,6 +270,40 @@ TEST(PackedSelfAttention, BadShapesAndOptionsThrow) {
   AttentionOptions<float> opt;
   opt.dropout = 0.5f;
   EXPECT_THROW_WITH(scaled_dot_product_attention_packed(qkv, 2, {}, opt), ValueError, {"generator"});
+}
+
+TEST(MultiHeadAttention, SeparateProjectionsEqualSplitAttendMergeAndPassGradcheck) {
+  // q (B, T, C), k and v (B, S, C) with S > T; causal with the queries after S - T cached keys.
+  const Index B = 2, Tq = 3, S = 5, H = 2, D = 3;
+  Var<double> q = random_var({B, Tq, H * D}, 50), k = random_var({B, S, H * D}, 51), v = random_var({B, S, H * D}, 52);
+  AttentionMask<double> m;
+  m.key_padding = Tensor<bool>::from({true, false, false, false, false, false, false, false, false, false}, {B, S});
+  for (bool causal : {false, true}) {
+    m.causal = causal;
+    m.query_offset = causal ? S - Tq : 0;
+    const Var<double> y = multi_head_attention(q, k, v, H, m);
+    ASSERT_EQ(y.shape(), (Shape{B, Tq, H * D}));
+    const Tensor<double> ref = merge_heads(Var<double>(naive_attention(split_heads(q, H).value(), split_heads(k, H).value(),
+                                                                       split_heads(v, H).value(), m, H)))
+                                   .value();
+    EXPECT_TRUE(y.value().allclose(ref, 1e-12, 1e-14)) << "causal " << causal;
+    EXPECT_GRADCHECK([&](const Inputs& x) { return multi_head_attention(x[0], x[1], x[2], H, m); }, Inputs{q, k, v});
+  }
+  // Causal after a cache: query t sees keys up to t + query_offset (here the first query sees keys 0..2).
+  Tensor<double> probs;
+  AttentionOptions<double> opt;
+  opt.probs_out = &probs;
+  m.key_padding = Tensor<bool>();
+  multi_head_attention(q, k, v, H, m, opt);
+  EXPECT_GT(probs.at({0, 0, 0, 2}), 0.0);
+  EXPECT_EQ(probs.at({0, 0, 0, 3}), 0.0);
+  EXPECT_GT(probs.at({0, 0, 2, 4}), 0.0);
+  // The same tensor as q, k and v (no projections): each use gets its gradient.
+  Var<double> x = random_var({1, 4, 4}, 53);
+  m.causal = false;
+  EXPECT_GRADCHECK([&](const Inputs& in) { return multi_head_attention(in[0], in[0], in[0], 2, m); }, Inputs{x});
+  EXPECT_THROW_WITH(multi_head_attention(q, k, random_var({B, 4, H * D}, 54), H), ShapeError,
+                    {"multi_head_attention", "(2, 4, 6)", "k and v (B, S, C)"});
 }
 
 }  // namespace attention_test

@@ -2,6 +2,7 @@
 
 #include "eigenformer/ops/activation.hpp"
 #include "eigenformer/ops/elementwise.hpp"
+#include "eigenformer/ops/layout.hpp"
 
 #include "support/test_support.hpp"
 
@@ -204,6 +205,25 @@ TEST(LinearResidual, PassesGradcheckAndMatchesAddOfLinear) {
   EXPECT_THROW_WITH(linear_residual(x, w, b, Var<float>()), ValueError, {"linear_residual", "residual"});
   EXPECT_THROW_WITH(linear_residual(x, Var<float>(Tensor<float>::zeros({3, 4})), b, r), ShapeError,
                     {"linear_residual", "(2, 37, 45)"});
+}
+
+TEST(LinearInOut, EqualsLinearOfTheTransposedWeightAndPassesGradcheck) {
+  // transformers' Conv1D: the weight stored (in, out), y = x W + b.
+  Var<double> x = random_var({2, 3, 4}, 60), w = random_var({4, 5}, 61), b = random_var({5}, 62), r = random_var({2, 3, 5}, 63);
+  const Tensor<double> ref = linear(x, Var<double>(transpose(w, 0, 1).value().clone()), b).value();
+  EXPECT_TRUE(linear_in_out(x, w, b).value().allclose(ref, 1e-12, 1e-12));
+  EXPECT_GRADCHECK([](const Inputs& in) { return linear_in_out(in[0], in[1], in[2]); }, Inputs{x, w, b});
+  EXPECT_GRADCHECK([](const Inputs& in) { return linear_in_out(in[0], in[1], in[2], in[3]); }, Inputs{x, w, b, r});
+  EXPECT_GRADCHECK([](const Inputs& in) { return linear_in_out(in[0], in[1]); }, Inputs{random_var({1, 1}, 64), random_var({1, 3}, 65)});
+  EXPECT_THROW_WITH(linear_in_out(x, random_var({5, 4}, 66)), ShapeError, {"linear_in_out", "in_features = 5"});
+}
+
+TEST(LinearOp, AnAddendBeforeReluGetsTheMaskedGradient) {
+  // relu(addend + x W^T + b): an adapter's output enters before the activation.
+  Var<double> x = random_var({3, 4}, 70), w = random_var({5, 4}, 71), b = random_var({5}, 72), a = random_var({3, 5}, 73);
+  EXPECT_GRADCHECK([](const Inputs& in) { return detail::linear_op("f", in[0], in[1], in[2], true, in[3]); },
+                   Inputs{x, w, b, a});
+  EXPECT_TRUE(detail::linear_op("f", x, w, b, true, a).value().allclose(relu(add(a, linear(x, w, b))).value(), 1e-12, 1e-12));
 }
 
 }  // namespace linear_test

@@ -14,6 +14,7 @@
 // zero_grad, the generators a checkpoint saves, and (io/state_dict.hpp) the state dict.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -153,16 +154,22 @@ struct TrainingWalk {
   }
 };
 
-/// A sink that hands parameters to f(name, Var&).
+/// A sink that hands parameters to f(name, Var&), each once: a parameter that two modules share (tied weights, as
+/// a masked-LM decoder and the word embeddings) comes under the first name that declares it (torch's
+/// named_parameters() and save_pretrained do the same).
 template <class F>
 struct ParameterSink : SinkBase {
   F& f;
+  std::vector<const void*> seen;  // the nodes handed out so far
   explicit ParameterSink(F& fn) : f(fn) {}
   using SinkBase::buffer;
   using SinkBase::generator;
   using SinkBase::module;
   template <class P>
   void parameter(const std::string& name, Var<P>& p) {
+    const void* node = p.node_ptr().get();
+    if (std::find(seen.begin(), seen.end(), node) != seen.end()) return;
+    seen.push_back(node);
     f(name, p);
   }
 };

@@ -4,6 +4,7 @@
 // and the head split and merge of multi-head attention.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <mutex>
@@ -24,7 +25,8 @@ struct AttentionMask {
   Tensor<bool> key_padding;  // (B, S): true = this key is padding, ignored by every query
   Tensor<bool> attn_mask;    // (T, S): true = query t may not attend key s
   Tensor<T> attn_bias;       // (T, S): added to the scores (-inf forbids a pair)
-  bool causal = false;       // query t may attend keys s <= t only
+  bool causal = false;       // query t may attend keys s <= t + query_offset only (torch's is_causal when 0)
+  Index query_offset = 0;    // the position of the first query among the keys: the length of a key/value cache
 };
 
 /// Attention options: dropout on the probabilities (training only), a custom scale, probabilities out.
@@ -83,8 +85,8 @@ void attention_head_probs(const AttentionProblem<T>& pr, const AttentionMask<T>&
       if (mask.key_padding.defined())
         for (Index s = 0; s < S; ++s)
           if (mask.key_padding.data()[b * S + s]) row[s] = neg_inf;
-      if (mask.causal)
-        for (Index s = t + 1; s < S; ++s) row[s] = neg_inf;
+      if (mask.causal)  // query t is at position t + query_offset among the keys
+        for (Index s = std::max<Index>(0, t + 1 + mask.query_offset); s < S; ++s) row[s] = neg_inf;
     }
     // Stable softmax: subtract the row max before exp; a row with every key masked becomes zeros instead of NaN.
     // Unmasked rows take the scale inside the exp (scale > 0 keeps the max where it was). Masked scores are set
@@ -277,6 +279,87 @@ Var<T> scaled_dot_product_attention(const Var<T>& q, const Var<T>& k, const Var<
   return y;
 }
 
+namespace detail {
+
+/// One of the three operands of multi-head attention inside a (B, L, ld) tensor: its heads are the columns
+/// [offset, offset + H * D) of every row, D columns each.
+template <typename T>
+struct HeadsInput {
+  Var<T> var;
+  Index offset = 0;
+};
+
+/// Multi-head attention reading q (B, Tq, .), k and v (B, S, .) heads in place from their tensors and writing the
+/// merged heads (B, Tq, H * D): no split, merge or gradient scatter copies. In the backward, inputs that are one
+/// tensor at disjoint columns (packed projections) get one gradient tensor; others each get their own.
+template <typename T>
+Var<T> heads_attention(const char* fn, const HeadsInput<T>& q, const HeadsInput<T>& k, const HeadsInput<T>& v,
+                       Index H, Index D, const AttentionMask<T>& mask, const AttentionOptions<T>& opt) {
+  const Index B = q.var.size(0), Tq = q.var.size(1), S = k.var.size(1), C = H * D;
+  const Index ldq = q.var.size(2), ldk = k.var.size(2), ldv = v.var.size(2);
+  check_attention_mask_and_options(fn, B, Tq, S, mask, opt);
+  const T scale = opt.scale != T(0) ? opt.scale : T(1) / std::sqrt(static_cast<T>(D));
+
+  const Shape ps{B, H, Tq, S};
+  Tensor<T> probs = opt.probs_out ? Tensor<T>::empty(ps) : Tensor<T>();  // only when asked: the backward recomputes
+  const Tensor<T> keep = attention_dropout_keep(ps, opt);
+  Tensor<T> out = Tensor<T>::empty({B, Tq, C});
+
+  const AttentionProblem<T> pr{B, H, Tq, S, D, D, scale};
+  const Tensor<T> qv = q.var.value(), kv = k.var.value(), vv = v.var.value();
+  const Index oq = q.offset, ok = k.offset, ov = v.offset;
+  // Head h of batch b: rows b * L .. of each tensor, columns offset + h D ..
+  auto operands = [qv, kv, vv, oq, ok, ov, Tq, S, H, D, ldq, ldk, ldv](Index bh) {
+    const Index b = bh / H, h = bh % H;
+    return HeadOperands<T>{qv.data() + b * Tq * ldq + oq + h * D, kv.data() + b * S * ldk + ok + h * D,
+                           vv.data() + b * S * ldv + ov + h * D, ldq, ldk, ldv};
+  };
+  parallel_for(B * H, 4.0 * static_cast<double>(Tq * S * D), [&](Index bh) {
+    T* scratch = attention_scratch<T>(2 * Tq * S);  // (Tq, S) work, then (Tq, S) probabilities
+    attention_head_forward(pr, mask, bh, operands(bh), probs.defined() ? probs.data() + bh * Tq * S : scratch + Tq * S,
+                           keep.defined() ? keep.data() + bh * Tq * S : nullptr,
+                           out.data() + (bh / H) * Tq * C + (bh % H) * D, C, scratch);
+  });
+  if (opt.probs_out) *opt.probs_out = probs;
+
+  const bool packed = q.var.node_ptr() == k.var.node_ptr() && k.var.node_ptr() == v.var.node_ptr() &&
+                      oq + C <= ok && ok + C <= ov && ov + C <= ldq && oq == 0 && ldq == 3 * C;
+  Var<T> y = packed ? Var<T>(out, {q.var}, fn) : Var<T>(out, {q.var, k.var, v.var}, fn);
+  y.on_backward([q, k, v, probs, keep, mask, pr, operands, packed](const Tensor<T>& dy) {
+    const Index Tq = pr.Tq, S = pr.S, H = pr.H, D = pr.D, C = H * D;
+    const auto need = [&](const HeadsInput<T>& in) { return packed || in.var.requires_grad(); };
+    // Packed: one tensor, every element written once (its q, k and v blocks); else one per input.
+    Tensor<T> dq = need(q) ? Tensor<T>::empty(q.var.shape()) : Tensor<T>();
+    Tensor<T> dk = packed ? dq : need(k) ? Tensor<T>::empty(k.var.shape()) : Tensor<T>();
+    Tensor<T> dv = packed ? dq : need(v) ? Tensor<T>::empty(v.var.shape()) : Tensor<T>();
+    const Index ldq = q.var.size(2), ldk = k.var.size(2), ldv = v.var.size(2);
+    if (!packed) {  // columns outside the heads (another input's block of a shared tensor) get zeros
+      for (Tensor<T>* g : {&dq, &dk, &dv})
+        if (g->defined() && g->size(2) != C) g->set_zero();
+    }
+    parallel_for(pr.B * H, 10.0 * static_cast<double>(Tq * S * D), [&](Index bh) {
+      const Index b = bh / H, h = bh % H;
+      T* scratch = attention_scratch<T>(2 * Tq * S);
+      const HeadOperands<T> ops = operands(bh);
+      attention_head_backward(pr, ops, attention_backward_probs(probs, pr, mask, bh, ops, scratch + Tq * S),
+                              keep.defined() ? keep.data() + bh * Tq * S : nullptr, dy.data() + b * Tq * C + h * D, C,
+                              dq.defined() ? dq.data() + b * Tq * ldq + q.offset + h * D : nullptr, ldq,
+                              dk.defined() ? dk.data() + b * S * ldk + k.offset + h * D : nullptr, ldk,
+                              dv.defined() ? dv.data() + b * S * ldv + v.offset + h * D : nullptr, ldv, scratch);
+    });
+    if (packed) {
+      q.var.accumulate_grad(std::move(dq));
+      return;
+    }
+    if (dq.defined()) q.var.accumulate_grad(std::move(dq));
+    if (dk.defined()) k.var.accumulate_grad(std::move(dk));
+    if (dv.defined()) v.var.accumulate_grad(std::move(dv));
+  });
+  return y;
+}
+
+}  // namespace detail
+
 /// Multi-head self-attention on packed projections: qkv (B, T, 3C), laid out as torch.nn.MultiheadAttention's
 /// in_proj output (q, k, v blocks of C = H * D each), -> (B, T, C) with the heads merged. Equals
 /// merge_heads(scaled_dot_product_attention(q, k, v)) with {q, k, v} = split_qkv_heads(qkv, H), but reads the
@@ -289,47 +372,25 @@ Var<T> scaled_dot_product_attention_packed(const Var<T>& qkv, Index num_heads, c
   if (qkv.dim() != 3 || num_heads <= 0 || qkv.size(2) % (3 * num_heads) != 0)
     throw ShapeError(detail::concat(fn, ": qkv is ", to_string(qkv.shape()),
                                     ", expected (B, T, 3 * C) with C divisible by num_heads = ", num_heads));
-  const Index B = qkv.size(0), Tn = qkv.size(1), C = qkv.size(2) / 3, H = num_heads, D = C / H;
-  detail::check_attention_mask_and_options(fn, B, Tn, Tn, mask, opt);
-  const T scale = opt.scale != T(0) ? opt.scale : T(1) / std::sqrt(static_cast<T>(D));
+  const Index C = qkv.size(2) / 3;
+  return detail::heads_attention<T>(fn, {qkv, 0}, {qkv, C}, {qkv, 2 * C}, num_heads, C / num_heads, mask, opt);
+}
 
-  const Shape ps{B, H, Tn, Tn};
-  Tensor<T> probs = opt.probs_out ? Tensor<T>::empty(ps) : Tensor<T>();  // only when asked: the backward recomputes
-  const Tensor<T> keep = detail::attention_dropout_keep(ps, opt);
-  Tensor<T> out = Tensor<T>::empty({B, Tn, C});
-
-  const detail::AttentionProblem<T> pr{B, H, Tn, Tn, D, D, scale};
-  const Tensor<T> x = qkv.value();
-  // Head h of batch b: q at row (b, t), columns [h D, (h + 1) D) of the q block; rows 3C apart.
-  auto operands = [x, Tn, C, H, D](Index bh) {
-    const T* base = x.data() + (bh / H) * Tn * 3 * C + (bh % H) * D;
-    return detail::HeadOperands<T>{base, base + C, base + 2 * C, 3 * C, 3 * C, 3 * C};
-  };
-  detail::parallel_for(B * H, 4.0 * static_cast<double>(Tn * Tn * D), [&](Index bh) {
-    T* scratch = detail::attention_scratch<T>(2 * Tn * Tn);  // (T, T) work, then (T, T) probabilities
-    detail::attention_head_forward(pr, mask, bh, operands(bh),
-                                   probs.defined() ? probs.data() + bh * Tn * Tn : scratch + Tn * Tn,
-                                   keep.defined() ? keep.data() + bh * Tn * Tn : nullptr,
-                                   out.data() + (bh / H) * Tn * C + (bh % H) * D, C, scratch);
-  });
-  if (opt.probs_out) *opt.probs_out = probs;
-
-  Var<T> y(out, {qkv}, fn);
-  y.on_backward([qkv, probs, keep, mask, pr, operands](const Tensor<T>& dy) {
-    const Index Tn = pr.Tq, H = pr.H, D = pr.D, C = H * D;
-    Tensor<T> dqkv = Tensor<T>::empty(qkv.shape());  // every element written once: dq, dk and dv blocks
-    detail::parallel_for(pr.B * H, 10.0 * static_cast<double>(Tn * Tn * D), [&](Index bh) {
-      const Index offset = (bh / H) * Tn * 3 * C + (bh % H) * D;
-      T* scratch = detail::attention_scratch<T>(2 * Tn * Tn);
-      const detail::HeadOperands<T> h = operands(bh);
-      detail::attention_head_backward(pr, h, detail::attention_backward_probs(probs, pr, mask, bh, h, scratch + Tn * Tn),
-                                      keep.defined() ? keep.data() + bh * Tn * Tn : nullptr,
-                                      dy.data() + (bh / H) * Tn * C + (bh % H) * D, C, dqkv.data() + offset, 3 * C,
-                                      dqkv.data() + offset + C, 3 * C, dqkv.data() + offset + 2 * C, 3 * C, scratch);
-    });
-    qkv.accumulate_grad(std::move(dqkv));
-  });
-  return y;
+/// Multi-head attention on separate projections: q (B, T, C), k and v (B, S, C) with the heads side by side in
+/// their last axis (C = H * D, as a Linear's output) -> (B, T, C) with the heads merged, read and written in place.
+/// probs_out (in opt) receives (B, H, T, S).
+template <typename T>
+Var<T> multi_head_attention(const Var<T>& q, const Var<T>& k, const Var<T>& v, Index num_heads,
+                            const AttentionMask<T>& mask = {}, const AttentionOptions<T>& opt = {}) {
+  const char* fn = "multi_head_attention";
+  const bool ok = q.dim() == 3 && k.dim() == 3 && v.dim() == 3 && num_heads > 0 && q.size(2) % num_heads == 0 &&
+                  k.size(2) == q.size(2) && v.size(2) == q.size(2) && k.size(0) == q.size(0) &&
+                  v.size(0) == q.size(0) && v.size(1) == k.size(1);
+  if (!ok)
+    throw ShapeError(detail::concat(fn, ": q is ", to_string(q.shape()), ", k is ", to_string(k.shape()), ", v is ",
+                                    to_string(v.shape()), ", expected q (B, T, C), k and v (B, S, C) with C ",
+                                    "divisible by num_heads = ", num_heads));
+  return detail::heads_attention<T>(fn, {q, 0}, {k, 0}, {v, 0}, num_heads, q.size(2) / num_heads, mask, opt);
 }
 
 /// Splits packed projections (B, T, 3 * H * D) into q, k, v of shape (B, H, T, D) each (one pass, no
