@@ -26,11 +26,8 @@ struct BowClassifier : eigenformer::nn::Module<BowClassifier<T>, T> {
   BowClassifier() = default;
   explicit BowClassifier(const Options& o) : options(o) {
     eigenformer::Generator gen(o.seed);
-    typename eigenformer::nn::Embedding<T>::Options e;
-    e.num_embeddings = o.vocab_size;
-    e.embedding_dim = o.dim;
-    e.padding_idx = o.padding_idx;
-    embedding = eigenformer::nn::Embedding<T>(e, gen);
+    embedding = eigenformer::nn::Embedding<T>(
+        typename eigenformer::nn::Embedding<T>::Options(o.vocab_size, o.dim, o.padding_idx), gen);
     fc = eigenformer::nn::Linear<T>(typename eigenformer::nn::Linear<T>::Options(o.dim, o.num_classes), gen);
   }
 

@@ -14,6 +14,9 @@ struct Embedding : Module<Embedding<T>, T> {
     Index embedding_dim = 0;
     Index padding_idx = -1;  // -1: none
 
+    Options() = default;
+    Options(Index num, Index dim, Index padding = -1) : num_embeddings(num), embedding_dim(dim), padding_idx(padding) {}
+
     EIGENFORMER_FIELDS(num_embeddings, embedding_dim, padding_idx)
   };
 

@@ -57,11 +57,7 @@ struct EncoderClassifier : Module<EncoderClassifier<T>, T> {
     options.head.d_model = o.d_model();
     options.encoder.layer.seed = o.seed + 1;
     Generator gen(o.seed);
-    typename Embedding<T>::Options tokens;
-    tokens.num_embeddings = o.vocab_size;
-    tokens.embedding_dim = o.d_model();
-    tokens.padding_idx = o.padding_idx;
-    embedding = Embedding<T>(tokens, gen);
+    embedding = Embedding<T>(typename Embedding<T>::Options(o.vocab_size, o.d_model(), o.padding_idx), gen);
     typename PositionalEncoding<T>::Options positions;
     positions.kind = o.positional;
     positions.max_len = o.max_len;
