@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "eigenformer/core/config.hpp"
 #include "eigenformer/core/error.hpp"
 #include "eigenformer/io/file.hpp"
 #include "eigenformer/io/options_json.hpp"
