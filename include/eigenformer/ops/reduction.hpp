@@ -80,8 +80,7 @@ std::pair<Tensor<T>, Tensor<std::int64_t>> max_axis_kernel(const char* fn, const
       const T* row = px + o * e.n;
       Index k_best = 0;
       if constexpr (std::is_floating_point_v<T>) {
-        // A vectorized, NaN-propagating row maximum, then a scan for its first position: a few times faster
-        // than one branchy pass.
+        // A vectorized, NaN-propagating row maximum, then a scan for its first position (not one branchy pass).
         using ConstArrayMap = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
         const T m = ConstArrayMap(row, e.n).template maxCoeff<Eigen::PropagateNaN>();
         if (m != m)

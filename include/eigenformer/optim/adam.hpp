@@ -77,9 +77,8 @@ class BasicAdam : public detail::OptimizerBase<T, AdamOptions<T, Decay>> {
       T* const pv = this->state(i, 1).data();
       T* const pv_max = o.amsgrad ? this->state(i, 2).data() : nullptr;
       // One pass over the parameter, in blocks that stay in L1 (the moments, then the update, of one block before
-      // the next), split across threads: the step is memory-bound, and three whole-tensor passes on one thread
-      // took 13-18 ms for base-layer's 13.5 M parameters. Per element the operations are those of the
-      // whole-tensor form, in the same order.
+      // the next), split across threads: the step is memory-bound (docs/benchmarks.md). Per element the
+      // operations are those of the whole-tensor form, in the same order.
       eigenformer::detail::parallel_chunks(p.numel(), 16.0, [&](Index begin, Index end) {
         constexpr Index kBlock = 1024;
         for (Index b = begin; b < end; b += kBlock) {
