@@ -170,4 +170,24 @@ TEST(BertPretrained, ErrorsNameTheFileAndTheJsonPath) {
   EXPECT_THROW_WITH(load_bert_tokenizer(d), IoError, {"tokenizer_config.json", "do_lower_case", "number"});
 }
 
+TEST(BertPretrained, SavedTokenizerFilesLoadBackTheSameTokenizer) {
+  const fs::path d = fs::path(EIGENFORMER_TEST_TMP_DIR) / "bert_pretrained_save";
+  fs::remove_all(d);
+  for (bool lowercase : {true, false}) {
+    Tokenizer::Options o;
+    o.basic.lowercase = lowercase;
+    o.basic.strip_accents = lowercase;
+    o.basic.split_cjk = !lowercase;
+    const Tokenizer t(Vocab({"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "Hello", "w", "##orld", "\xc3\xa9"}), o);
+    save_bert_tokenizer(t, d);
+    const Tokenizer back = load_bert_tokenizer(d);
+    EXPECT_EQ(back.vocab().tokens(), t.vocab().tokens());
+    EXPECT_EQ(back.basic_tokenizer().options().lowercase, lowercase);
+    EXPECT_EQ(back.basic_tokenizer().options().strip_accents, lowercase);
+    EXPECT_EQ(back.basic_tokenizer().options().split_cjk, !lowercase);
+    for (const char* text : {"Hello world", "\xc3\xa9t\xc3\xa9"}) EXPECT_EQ(back.encode(text), t.encode(text)) << text;
+  }
+  EXPECT_TRUE(fs::exists(d / "special_tokens_map.json"));
+}
+
 }  // namespace bert_pretrained_test

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "eigenformer/core/error.hpp"
+#include "eigenformer/io/file.hpp"
 #include "eigenformer/text/added_tokens.hpp"
 #include "eigenformer/text/json_reader.hpp"
 #include "eigenformer/text/tokenizer.hpp"
@@ -187,6 +188,31 @@ inline Tokenizer load_bert_tokenizer(const std::filesystem::path& folder) {
     o.added_tokens.push_back(std::move(t));
   }
   return Tokenizer(std::move(vocab), std::move(o));
+}
+
+/// Writes tokenizer's files into a model folder as transformers' BertTokenizer saves them: vocab.txt,
+/// tokenizer_config.json (do_lower_case, strip_accents, tokenize_chinese_chars, the special tokens,
+/// model_max_length) and special_tokens_map.json; each file atomically. load_bert_tokenizer reads them back.
+inline void save_bert_tokenizer(const Tokenizer& tokenizer, const std::filesystem::path& folder,
+                                Index model_max_length = 512) {
+  std::error_code ec;
+  std::filesystem::create_directories(folder, ec);
+  if (ec) throw IoError(detail::concat("save_bert_tokenizer: cannot create '", folder.string(), "': ", ec.message()));
+  const Vocab& v = tokenizer.vocab();
+  const BasicTokenizer::Options& b = tokenizer.basic_tokenizer().options();
+  const Vocab::SpecialTokens& t = v.special_tokens();
+  const nlohmann::json specials = {{"unk_token", t.unk}, {"sep_token", t.sep}, {"pad_token", t.pad},
+                                   {"cls_token", t.cls}, {"mask_token", t.mask}};
+  nlohmann::json config = specials;
+  config["tokenizer_class"] = "BertTokenizer";
+  config["do_lower_case"] = b.lowercase;
+  config["strip_accents"] = b.strip_accents == b.lowercase ? nlohmann::json() : nlohmann::json(b.strip_accents);
+  config["tokenize_chinese_chars"] = b.split_cjk;
+  config["clean_up_tokenization_spaces"] = true;
+  config["model_max_length"] = model_max_length;
+  v.save(folder / "vocab.txt");
+  io::write_text_file_atomically(folder / "tokenizer_config.json", config.dump(2) + "\n", "save_bert_tokenizer");
+  io::write_text_file_atomically(folder / "special_tokens_map.json", specials.dump(2) + "\n", "save_bert_tokenizer");
 }
 
 }  // namespace eigenformer::text
