@@ -1,5 +1,7 @@
 # The text_classifier command line on a tiny generated corpus: train (transformer and bow), resume, eval,
-# predict and plot, checking their files and outputs. Run by ctest:
+# predict and plot, checking their files and outputs; then the errors: options checked before any work, a failed run
+# that leaves the run it was to replace, run folders whose files disagree, messages naming the file and line. Run by
+# ctest:
 #   cmake -DTEXT_CLASSIFIER=<path to text_classifier> -DWORK_DIR=<scratch folder> -P cli_test.cmake
 cmake_minimum_required(VERSION 3.16)
 if(NOT TEXT_CLASSIFIER OR NOT WORK_DIR)
@@ -56,6 +58,34 @@ function(run_step name)
   set(err "${err}" PARENT_SCOPE)
 endfunction()
 
+# Runs text_classifier with ARGN; expects exit status rc and stderr matching pattern.
+function(expect_error name rc pattern)
+  execute_process(COMMAND ${TEXT_CLASSIFIER} ${ARGN} RESULT_VARIABLE got OUTPUT_VARIABLE out ERROR_VARIABLE err
+                  WORKING_DIRECTORY ${WORK_DIR} ${run_step_input})
+  if(NOT got EQUAL rc OR NOT err MATCHES "${pattern}")
+    message(FATAL_ERROR "${name}: exit ${got}, expected ${rc} and stderr matching \"${pattern}\":\n${err}")
+  endif()
+  set(err "${err}" PARENT_SCOPE)
+endfunction()
+
+# The SHA-256 of every file of a folder, as one string.
+function(folder_hash dir out_var)
+  file(GLOB_RECURSE files RELATIVE ${dir} ${dir}/*)
+  list(SORT files)
+  set(all "")
+  foreach(f ${files})
+    file(SHA256 ${dir}/${f} h)
+    string(APPEND all "${f}=${h};")
+  endforeach()
+  set(${out_var} "${all}" PARENT_SCOPE)
+endfunction()
+
+function(expect_no_file path)
+  if(EXISTS ${path})
+    message(FATAL_ERROR "expected ${path} not to exist")
+  endif()
+endfunction()
+
 function(expect_file path)
   if(NOT EXISTS ${path})
     message(FATAL_ERROR "expected ${path} to exist")
@@ -89,7 +119,8 @@ function(expect_accuracy output what)
   endforeach()
 endfunction()
 
-set(small_model --vocab-size 100 --max-length 24 --d-model 16 --heads 2 --ffn 32 --batch-size 8 --lr 1e-2)
+set(small_net --vocab-size 100 --d-model 16 --heads 2 --ffn 32 --batch-size 8 --lr 1e-2)
+set(small_model ${small_net} --max-length 24)
 
 # Transformer: 2 epochs, then resumed for a third.
 run_step(train train --train train.jsonl --valid valid.jsonl --out run ${small_model} --epochs 2)
@@ -122,9 +153,12 @@ execute_process(COMMAND ${TEXT_CLASSIFIER} train --train train.jsonl --valid val
 if(NOT rc EQUAL 1 OR NOT err MATCHES "epochs was 2, is now 3")
   message(FATAL_ERROR "train --resume with other epochs: exit ${rc}, expected 1 naming the change:\n${err}")
 endif()
+# A temporary file left by a killed write is removed by the next run.
+file(WRITE ${WORK_DIR}/run/model.safetensors.tmp.0123456789abcdef "partial")
 run_step(resume train --train train.jsonl --valid valid.jsonl --out run ${small_model} --epochs 3 --resume
          --allow-change epochs)
 expect_csv_rows(${WORK_DIR}/run/metrics.csv 3)
+expect_no_file(${WORK_DIR}/run/model.safetensors.tmp.0123456789abcdef)
 
 run_step(eval eval --model run --data test.jsonl)
 expect_accuracy("${out}" "eval (transformer)")
@@ -156,9 +190,142 @@ if(rc EQUAL 0 OR NOT err MATCHES "config.json")
 endif()
 message(STATUS "text_classifier cli ok")
 
-# Bad options end with a clear error (exit 1), also when the tokenizer rejects them on a worker thread.
-execute_process(COMMAND ${TEXT_CLASSIFIER} train --train train.jsonl --valid valid.jsonl --out bad --head-tokens 9999
-                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err WORKING_DIRECTORY ${WORK_DIR})
-if(NOT rc EQUAL 1 OR NOT err MATCHES "head_tokens is 9999")
-  message(FATAL_ERROR "train --head-tokens 9999: exit ${rc}, expected 1 and an error naming head_tokens:\n${err}")
+# Bad options end with a clear error naming the option before any work: exit 2 for the command line, 1 when the
+# check needs the data or the machine. No run folder is made.
+set(data --train train.jsonl --valid valid.jsonl)
+expect_error(head_tokens 1 "--head-tokens 9999: expected -1 \\(a quarter\\) or 0 to 22 \\(--max-length 24 minus"
+             train ${data} --out never ${small_model} --truncation head_tail --head-tokens 9999)
+expect_error(zero_epochs 2 "--epochs: 0: expected at least 1" train ${data} --out never ${small_model} --epochs 0)
+execute_process(COMMAND ${TEXT_CLASSIFIER} train ${data} ${small_model} --out "" RESULT_VARIABLE rc ERROR_VARIABLE err
+                OUTPUT_QUIET WORKING_DIRECTORY ${WORK_DIR})  # not through a function: its arguments drop the ""
+if(NOT rc EQUAL 2 OR NOT err MATCHES "--out: expected a folder, got an empty name")
+  message(FATAL_ERROR "train --out \"\": exit ${rc}, expected 2 naming --out:\n${err}")
 endif()
+expect_error(too_many_threads 2 "--threads: 1000000 threads is more than 8 per core"
+             train ${data} --out never ${small_model} --threads 1000000)
+expect_error(eval_threads 2 "--threads: 1000000 threads is more than 8 per core"
+             eval --model run --data test.jsonl --threads 1000000)
+expect_error(epochs_overflow 1 "--epochs 9223372036854775807: with 12 optimizer steps per epoch .* the step count overflows"
+             train ${data} --out never ${small_model} --epochs 9223372036854775807)
+expect_error(huge_model 1 "--d-model 100000000 .*: training would need about .* more than the .* of memory this machine has"
+             train ${data} --out never --d-model 100000000 --heads 2 --vocab-size 100 --max-length 24)
+expect_error(max_length_1 1 "--max-length 1: expected 0 \\(the longest text\\) or at least 2"
+             train ${data} --out never ${small_net} --max-length 1)
+expect_no_file(${WORK_DIR}/never)
+
+# Batch sizes near the largest integer make one batch of everything: no arithmetic on them overflows.
+foreach(b 9223372036854775806 4611686018427387904)
+  run_step(huge_batch train ${data} --out huge_batch --model bow --vocab-size 100 --max-length 24 --epochs 1
+           --batch-size ${b} --overwrite)
+  if(NOT err MATCHES " 1 batches \\(1 optimizer steps\\) per epoch")
+    message(FATAL_ERROR "train --batch-size ${b}: expected one batch per epoch:\n${err}")
+  endif()
+endforeach()
+
+# A run that fails replaces nothing: the finished run in its folder stays as it was, and no staging folder is left.
+folder_hash(${WORK_DIR}/run before)
+expect_error(failed_overwrite 1 "is not finite" train ${data} --out run --vocab-size 100 --max-length 24 --d-model 16
+             --heads 2 --ffn 32 --batch-size 8 --epochs 3 --overwrite --lr 1e30 --clip 0)
+folder_hash(${WORK_DIR}/run after)
+if(NOT before STREQUAL after)
+  message(FATAL_ERROR "a failed --overwrite changed the run it was to replace")
+endif()
+file(GLOB staged ${WORK_DIR}/run.*)
+if(staged)
+  message(FATAL_ERROR "a failed run left ${staged}")
+endif()
+# A folder of the user's own files is refused and left alone, also when a file has a run file's name and with
+# --overwrite.
+file(WRITE ${WORK_DIR}/mine/notes.txt "my notes")
+file(WRITE ${WORK_DIR}/mine/config.json "{\"theme\": \"dark\"}")
+folder_hash(${WORK_DIR}/mine before)
+expect_error(foreign_folder 1 "--out mine holds files that are not a run's" train ${data} --out mine ${small_model})
+expect_error(foreign_overwrite 1 "--out mine holds files that are not a run's" train ${data} --out mine ${small_model}
+             --overwrite)
+folder_hash(${WORK_DIR}/mine after)
+if(NOT before STREQUAL after)
+  message(FATAL_ERROR "train into a folder of other files changed it")
+endif()
+
+# Data errors name the file and the 1-based line; an empty training file says so.
+file(WRITE ${WORK_DIR}/bad_label.jsonl "{\"text\": \"free money\", \"label\": \"spam\"}\n\n{\"text\": \"x\", \"label\": \"eggs\"}\n")
+expect_error(valid_label 1 "bad_label.jsonl, line 3: unknown label \"eggs\" \\(known labels: \"ham\", \"spam\"\\)"
+             train --train train.jsonl --valid bad_label.jsonl --out never ${small_model})
+expect_error(test_label 1 "bad_label.jsonl, line 3: unknown label \"eggs\"" eval --model run --data bad_label.jsonl)
+file(WRITE ${WORK_DIR}/empty.jsonl "")
+expect_error(empty_train 1 "--train empty.jsonl holds no examples" train --train empty.jsonl --valid valid.jsonl
+             --out never ${small_model})
+expect_error(empty_test 1 "--data empty.jsonl holds no examples" eval --model run --data empty.jsonl)
+expect_no_file(${WORK_DIR}/never)
+# A training set of one class trains, with a warning.
+file(STRINGS ${WORK_DIR}/train.jsonl spam_lines REGEX "\"spam\"")
+list(JOIN spam_lines "\n" spam_text)
+file(WRITE ${WORK_DIR}/spam_only.jsonl "${spam_text}\n")
+run_step(one_class train --train spam_only.jsonl --valid spam_only.jsonl --out one_class --model bow --vocab-size 100
+         --max-length 24 --epochs 1)
+if(NOT err MATCHES "warning: every example of spam_only.jsonl has the label \"spam\"")
+  message(FATAL_ERROR "a single-class training set trained without a warning:\n${err}")
+endif()
+
+# A worker thread's exception reaches the main thread as an error (a run whose config asks for more head tokens than
+# fit, encoded on 4 threads).
+file(COPY ${WORK_DIR}/run/ DESTINATION ${WORK_DIR}/bad_head)
+file(READ ${WORK_DIR}/bad_head/config.json config)
+string(REGEX REPLACE "\"head_tokens\": -?[0-9]+" "\"head_tokens\": 9999" config "${config}")
+file(WRITE ${WORK_DIR}/bad_head/config.json "${config}")
+expect_error(worker_exception 1 "head_tokens is 9999" eval --model bad_head --data test.jsonl --threads 4)
+
+# A run folder whose files disagree is refused, naming them: a vocabulary shorter or longer than the model's
+# embedding, more labels than the head has, a max_length past the position table.
+foreach(kind shorter longer labels)
+  file(REMOVE_RECURSE ${WORK_DIR}/mixed)
+  file(COPY ${WORK_DIR}/run/ DESTINATION ${WORK_DIR}/mixed)
+  file(STRINGS ${WORK_DIR}/run/vocab.txt vocab)
+  list(LENGTH vocab n)
+  if(kind STREQUAL "shorter")
+    list(SUBLIST vocab 0 50 vocab)
+    set(pattern "mixed/vocab.txt holds 50 tokens, but the model of .* embeds ${n}")
+  elseif(kind STREQUAL "longer")
+    list(APPEND vocab "extra")
+    math(EXPR m "${n} + 1")
+    set(pattern "mixed/vocab.txt holds ${m} tokens, but the model of .* embeds ${n}")
+  else()
+    file(READ ${WORK_DIR}/mixed/config.json config)
+    string(REPLACE "\"spam\"" "\"spam\", \"eggs\"" config "${config}")
+    string(REGEX REPLACE "\"max_length\": 24" "\"max_length\": 600" config "${config}")
+    file(WRITE ${WORK_DIR}/mixed/config.json "${config}")
+    set(pattern "mixed/config.json lists 3 labels, but .* has 2 outputs; .*max_length is 600, but the position table")
+  endif()
+  list(JOIN vocab "\n" vocab_text)
+  file(WRITE ${WORK_DIR}/mixed/vocab.txt "${vocab_text}\n")
+  expect_error(mixed_${kind} 1 "${pattern}" eval --model mixed --data test.jsonl)
+endforeach()
+
+# --max-length 0 keeps every token: the position table is sized to the longest text (here 602 tokens, more than a
+# table of 512 would hold), and the run records that length.
+string(REPEAT "free money winner " 200 long_text)
+file(READ ${WORK_DIR}/train.jsonl train_text)
+file(WRITE ${WORK_DIR}/train_long.jsonl "${train_text}{\"text\": \"${long_text}\", \"label\": \"spam\"}\n")
+run_step(max_length_all train --train train_long.jsonl --valid valid.jsonl --out all ${small_net} --max-length 0
+         --epochs 1)
+file(READ ${WORK_DIR}/all/config.json config)
+if(NOT config MATCHES "\"max_length\": 60[0-9]")
+  message(FATAL_ERROR "--max-length 0: config.json should record the longest text's length (602):\n${config}")
+endif()
+
+# predict: a line longer than the run's max_length is truncated as in training, so every line of a batch gets its
+# answer; a run of max_length 0 (all) written by earlier versions is truncated to its position table.
+file(WRITE ${WORK_DIR}/long_lines.txt "free money winner click\n${long_text}${long_text}\nmeeting project report lunch\n")
+file(COPY ${WORK_DIR}/run/ DESTINATION ${WORK_DIR}/run_all)
+file(READ ${WORK_DIR}/run_all/config.json config)
+string(REGEX REPLACE "\"max_length\": 24" "\"max_length\": 0" config "${config}")
+file(WRITE ${WORK_DIR}/run_all/config.json "${config}")
+set(run_step_input INPUT_FILE ${WORK_DIR}/long_lines.txt)
+foreach(model run run_all all)
+  run_step(predict_long predict --model ${model})
+  if(NOT out MATCHES "^[a-z]+\t[01]\\.[0-9]+\n[a-z]+\t[01]\\.[0-9]+\n[a-z]+\t[01]\\.[0-9]+\n$")
+    message(FATAL_ERROR "predict --model ${model} with a long line printed\n${out}\nexpected three answers")
+  endif()
+endforeach()
+unset(run_step_input)
+message(STATUS "text_classifier cli errors ok")

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <random>
 #include <set>
 #include <vector>
@@ -200,11 +201,33 @@ TEST(Batcher, EmptyBatcherHasNoBatches) {
   EXPECT_TRUE(b.epoch(0).empty());
 }
 
+TEST(Batcher, HugeBatchSizesMakeOneBatchWithoutOverflow) {
+  // Batch sizes up to the largest Index: no sum or product in the batcher overflows (n + b - 1, bucket_batches * b,
+  // begin + b), so a batch size past the data is one batch of everything.
+  const Index max = std::numeric_limits<Index>::max();
+  for (const Index b : {Index(7), Index(4611686018427387904), max - 1, max})
+    for (const Index buckets : {Index(0), Index(50), max}) {
+      const Batcher batcher = make_batcher(7, 5, options(b, true, false, 3, buckets));
+      EXPECT_EQ(batcher.num_batches(), 1) << b;
+      const std::vector<std::vector<Index>> batches = batcher.batch_indices(2);
+      ASSERT_EQ(batches.size(), 1u) << b;
+      EXPECT_TRUE(is_permutation_of_range(batches[0], 7)) << b;
+      EXPECT_EQ(batcher.make_batch(batches[0]).ids.size(0), 7);
+      const Batcher dropping = make_batcher(7, 5, options(b, true, true, 3, buckets));
+      EXPECT_EQ(dropping.num_batches(), b == 7 ? 1 : 0) << b;
+      EXPECT_EQ(dropping.batch_indices(0).size(), b == 7 ? 1u : 0u) << b;
+    }
+  // Large bucket counts with small batches: chunks of everything, batches of b.
+  const Batcher b = make_batcher(10, 5, options(3, true, false, 1, max / 2));
+  EXPECT_EQ(b.num_batches(), 4);
+  EXPECT_TRUE(is_permutation_of_range(flatten(b.batch_indices(0)), 10));
+}
+
 TEST(Batcher, BadInputThrows) {
   EXPECT_THROW_WITH(Batcher(Sequences{{1}, {2}}, {0}, options(2)), ShapeError,
                     {"Batcher", "2 sequences", "1 labels"});
   EXPECT_THROW_WITH(Batcher(Sequences{{1}}, {0}, options(0)), ValueError, {"Batcher", "batch_size is 0"});
-  EXPECT_THROW_WITH(Batcher(Sequences{{1}, {}}, {0, 1}, options(2)), ValueError, {"Batcher", "sequence 1 is empty"});
+  EXPECT_THROW_WITH(Batcher(Sequences{{1}, {}}, {0, 1}, options(2)), ValueError, {"Batcher", "sequences[1] (example 2) is empty"});
   EXPECT_THROW_WITH(Batcher(Sequences{{1}}, {0}, options(2, true, false, 0, -1)), ValueError,
                     {"Batcher", "bucket_batches is -1"});
   const Batcher b(Sequences{{1}, {2, 3}}, {0, 1}, options(2));

@@ -276,7 +276,41 @@ TEST(LabelVocab, UnknownLabelsAndIdsThrow) {
   EXPECT_THROW_WITH(LabelVocab({"a", ""}), ValueError, {"LabelVocab", "label 1 is empty"});
   EXPECT_THROW_WITH(LabelVocab({"a\nb"}), ValueError, {"LabelVocab", "line break"});
   EXPECT_THROW_WITH(LabelVocab::from_dataset(TextDataset({{"t", "x"}, {"u", ""}}, "src")), ValueError,
-                    {"LabelVocab::from_dataset", "example 1", "src", "empty label"});
+                    {"LabelVocab::from_dataset", "example 2 of src", "the label is empty"});
+}
+
+TEST(LabelVocab, ErrorsNameTheFileAndTheLine) {
+  // Lines count from 1 and blank lines count: the examples of a file remember the line they were read from.
+  const fs::path valid = write_file("unknown_label.jsonl",
+                                    "{\"text\": \"a\", \"label\": \"pos\"}\n"
+                                    "\n"
+                                    "{\"text\": \"b\", \"label\": \"neg\"}\n"
+                                    "{\"text\": \"c\", \"label\": \"neutral\"}\n");
+  const TextDataset d = read_jsonl(valid);
+  ASSERT_EQ(d.size(), 3);
+  EXPECT_EQ(d[0].line, 1);
+  EXPECT_EQ(d[2].line, 4);
+  const LabelVocab v({"neg", "pos"});
+  EXPECT_THROW_WITH(v.encode(d), ValueError,
+                    {"LabelVocab::encode", valid.string() + ", line 4", "unknown label \"neutral\"",
+                     "known labels: \"neg\", \"pos\""});
+  // An empty training file gives an empty vocabulary, which says so rather than calling every label unknown.
+  EXPECT_THROW_WITH(LabelVocab::from_dataset(read_jsonl(write_file("empty.jsonl", ""))).encode(d), ValueError,
+                    {valid.string() + ", line 1", "the label vocabulary is empty"});
+  const fs::path blank_label = write_file("blank_label.jsonl",
+                                          "{\"text\": \"a\", \"label\": \"pos\"}\n"
+                                          "{\"text\": \"b\", \"label\": \"\"}\n");
+  EXPECT_THROW_WITH(LabelVocab::from_dataset(read_jsonl(blank_label)), ValueError,
+                    {"LabelVocab::from_dataset", blank_label.string() + ", line 2", "the label is empty"});
+  // CSV: the line a record starts on, after a quoted field that spans two lines.
+  const fs::path csv = write_file("unknown_label.csv", "text,label\n\"two\nlines\",pos\nthird,maybe\n");
+  const TextDataset c = read_csv(csv, "text", "label");
+  EXPECT_EQ(c[0].line, 2);
+  EXPECT_EQ(c[1].line, 4);
+  EXPECT_THROW_WITH(v.encode(c), ValueError, {csv.string() + ", line 4", "unknown label \"maybe\""});
+  // Split parts keep the lines of the file.
+  const Splits parts = split(d, 1.0, 0.0, 1);
+  EXPECT_THROW_WITH(v.encode(parts.train), ValueError, {"line 4"});
 }
 
 TEST(LabelVocab, SaveAndLoadRoundTrip) {
@@ -291,6 +325,11 @@ TEST(LabelVocab, SaveAndLoadRoundTrip) {
   EXPECT_EQ(LabelVocab::load(write_file("crlf_labels.txt", "b\r\na\r\n")).labels(),
             (std::vector<std::string>{"b", "a"}));
   EXPECT_EQ(LabelVocab::load(write_file("no_newline.txt", "x\ny")).labels(), (std::vector<std::string>{"x", "y"}));
+  // Saved atomically: replacing the file leaves no temporary beside it.
+  LabelVocab({"only"}).save(p);
+  EXPECT_EQ(read_file(p), "only\n");
+  for (const auto& e : fs::directory_iterator(p.parent_path()))
+    EXPECT_EQ(e.path().filename().string().find("labels.txt.tmp."), std::string::npos) << e.path();
 }
 
 TEST(LabelVocab, LoadAndSaveErrors) {
@@ -306,7 +345,7 @@ TEST(LabelVocab, LoadAndSaveErrors) {
   EXPECT_THROW_WITH(LabelVocab::load(missing), IoError, {"LabelVocab::load", "cannot open", missing.string()});
   EXPECT_THROW_WITH(LabelVocab().save(missing), ValueError, {"LabelVocab::save", "empty"});
   const fs::path no_dir = fs::path(EIGENFORMER_TEST_TMP_DIR) / "data_dataset" / "no" / "such" / "labels.txt";
-  EXPECT_THROW_WITH(LabelVocab({"a"}).save(no_dir), IoError, {"LabelVocab::save", "cannot open", no_dir.string()});
+  EXPECT_THROW_WITH(LabelVocab({"a"}).save(no_dir), IoError, {"LabelVocab::save", "cannot write", no_dir.string()});
 }
 
 // ---------------------------------------------------------------------------------------------------- split

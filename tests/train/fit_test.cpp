@@ -295,6 +295,13 @@ TEST(Fit, AFolderHoldingARunOrOtherFilesIsNotOverwritten) {
   o.overwrite = false;
   EXPECT_THROW_WITH(fit(model, train, valid, o), IoError, {"not a run's", "refusing to write"});
   EXPECT_EQ(read_file(mine / "notes.txt"), "mine");
+  // Also when one of its files has a run file's name, and with overwrite: the folder is never replaced.
+  std::ofstream(mine / "config.json") << "{\"theme\": \"dark\"}";
+  o.overwrite = true;
+  EXPECT_THROW_WITH(fit(model, train, valid, o), IoError, {"not a run's", "refusing to write"});
+  EXPECT_EQ(read_file(mine / "notes.txt"), "mine");
+  EXPECT_EQ(read_file(mine / "config.json"), "{\"theme\": \"dark\"}");
+  o.overwrite = false;
   // A fresh run that fails leaves no folder behind.
   const fs::path failed = fresh_dir("failed");
   o.run_dir = failed;
@@ -415,6 +422,26 @@ TEST(Fit, BadOptionsThrow) {
   EXPECT_THROW_WITH(fit(model, train, empty, o), ValueError, {"fit", "validation data holds no examples"});
   o.resume = true;
   EXPECT_THROW_WITH(fit(model, train, valid, o), ValueError, {"fit", "resume", "run_dir is empty"});
+}
+
+TEST(Fit, TheLargestStepCountsScheduleWithoutOverflow) {
+  // One optimizer step per epoch (4 batches, accumulation 4) and the largest epoch count: epochs * steps is the
+  // largest Index. Its warmup (all of it), rounded in double, lies past the largest Index: the schedule must clamp
+  // it rather than convert it (a negative warmup_steps).
+  const data::Batcher train = synthetic(16, 1, 4, true), valid = synthetic(8, 2, 8, false);
+  for (const ScheduleKind kind : {ScheduleKind::linear, ScheduleKind::cosine}) {
+    FitOptions o = fast_options(std::numeric_limits<Index>::max());
+    o.accumulation_steps = 4;
+    o.schedule = kind;
+    o.warmup_fraction = 1.0;
+    RecordingReporter stop;
+    stop.crash_after = 1;  // one epoch is enough
+    o.reporter = &stop;
+    Model model(small_model());
+    EXPECT_THROW_WITH(fit(model, train, valid, o), std::runtime_error, {"simulated crash"});
+    EXPECT_EQ(stop.begin.total_steps, std::numeric_limits<Index>::max());
+    EXPECT_GE(stop.last_step.eta_seconds, 0.0);
+  }
 }
 
 TEST(Fit, CosineAndConstantSchedulesSetTheLearningRate) {

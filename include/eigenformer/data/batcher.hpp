@@ -55,7 +55,8 @@ class Batcher {
                                       ", expected 0 (no bucketing) or more"));
     for (std::size_t i = 0; i < sequences_.size(); ++i)
       if (sequences_[i].empty())  // an all-padding row leaves attention nothing to attend to (NaN softmax)
-        throw ValueError(detail::concat("Batcher: sequence ", i, " is empty, expected at least one token"));
+        throw ValueError(detail::concat("Batcher: sequences[", i, "] (example ", i + 1,
+                                        ") is empty, expected at least one token"));
   }
 
   /// Number of sequences.
@@ -64,10 +65,11 @@ class Batcher {
   const std::vector<std::vector<std::int64_t>>& sequences() const { return sequences_; }
   const std::vector<std::int64_t>& labels() const { return labels_; }
 
-  /// Batches per epoch: n / batch_size rounded down with drop_last, up without.
+  /// Batches per epoch: n / batch_size rounded down with drop_last, up without. A batch size beyond the data
+  /// makes one batch of everything (no sum here can overflow, whatever the batch size).
   Index num_batches() const {
     const Index n = size(), b = options_.batch_size;
-    return options_.drop_last ? n / b : (n + b - 1) / b;
+    return n / b + (!options_.drop_last && n % b != 0 ? 1 : 0);
   }
 
   /// The rows of every batch of an epoch, in order; throws ValueError for a negative epoch.
@@ -86,7 +88,9 @@ class Batcher {
     if (options_.drop_last) order.resize(static_cast<std::size_t>(size() / b * b));
 
     if (options_.bucket_batches > 0) {
-      const auto chunk = static_cast<std::ptrdiff_t>(options_.bucket_batches * b);
+      // bucket_batches * b items per chunk; a product past the data (or past Index) is one chunk of everything.
+      const Index items = options_.bucket_batches > size() / b ? size() : options_.bucket_batches * b;
+      const auto chunk = static_cast<std::ptrdiff_t>(std::max<Index>(1, items));
       const auto shorter = [this](Index x, Index y) { return length(x) < length(y); };
       for (auto it = order.begin(); it != order.end();) {
         const auto end = order.end() - it > chunk ? it + chunk : order.end();
@@ -97,9 +101,11 @@ class Batcher {
 
     std::vector<std::vector<Index>> batches;
     batches.reserve(static_cast<std::size_t>(num_batches()));
-    for (Index begin = 0; begin < static_cast<Index>(order.size()); begin += b) {
-      const Index end = std::min(static_cast<Index>(order.size()), begin + b);
+    const auto n = static_cast<Index>(order.size());
+    for (Index begin = 0; begin < n;) {
+      const Index end = begin + std::min(b, n - begin);  // never begin + b: it overflows for a huge batch size
       batches.emplace_back(order.begin() + begin, order.begin() + end);
+      begin = end;
     }
     // Sorted chunks alone would give every epoch short batches first and long ones last.
     if (options_.bucket_batches > 0 && options_.shuffle) data::shuffle(batches, gen);

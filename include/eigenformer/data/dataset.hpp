@@ -23,6 +23,7 @@
 #include "eigenformer/core/config.hpp"
 #include "eigenformer/core/error.hpp"
 #include "eigenformer/data/shuffle.hpp"
+#include "eigenformer/io/file.hpp"
 
 namespace eigenformer::data {
 
@@ -30,8 +31,10 @@ namespace eigenformer::data {
 struct Example {
   std::string text;
   std::string label;
+  Index line = 0;  // the 1-based line of the file it was read from (where its record starts); 0: not from a file
 };
 
+/// Equal texts and labels (where they were read from does not count).
 inline bool operator==(const Example& a, const Example& b) { return a.text == b.text && a.label == b.label; }
 inline bool operator!=(const Example& a, const Example& b) { return !(a == b); }
 
@@ -78,6 +81,14 @@ class TextDataset {
 namespace detail {
 
 using eigenformer::detail::concat;
+
+/// Where the i-th (0-based) example of a dataset came from, for messages: "train.jsonl, line 7", or
+/// "example 8 of <source>" (counted from 1, as lines are) when it was not read from a file.
+inline std::string example_place(const TextDataset& dataset, Index i) {
+  const Example& e = dataset[i];
+  if (e.line > 0) return concat(dataset.source(), ", line ", e.line);
+  return concat("example ", i + 1, " of ", dataset.source().empty() ? std::string("the dataset") : dataset.source());
+}
 
 /// The whole file in one string (the corpus files are tens of MB).
 inline std::string read_text_file(const char* fn, const std::filesystem::path& path) {
@@ -178,6 +189,7 @@ inline TextDataset read_jsonl(const std::filesystem::path& path, const std::stri
                                    detail::json_type_name(*text_it), ", expected a string"));
 
     Example ex;
+    ex.line = line_no;
     if (label_it->is_string())
       ex.label = label_it->get<std::string>();
     else if (label_it->is_number_unsigned())
@@ -324,6 +336,7 @@ inline TextDataset read_csv(const std::filesystem::path& path, const std::string
       throw IoError(detail::concat(detail::where(fn, path, reader.record_line()), "record has ", fields.size(),
                                    " fields, expected ", header.size(), " (as the header)"));
     Example ex;
+    ex.line = reader.record_line();
     ex.label = fields[label_col];  // copied first: the two columns may be the same
     ex.text = std::move(fields[text_col]);
     examples.push_back(std::move(ex));
@@ -349,13 +362,14 @@ class LabelVocab {
     }
   }
 
-  /// The distinct labels of a dataset, sorted.
+  /// The distinct labels of a dataset, sorted (none for an empty dataset). Throws ValueError naming the file and
+  /// line of an empty label.
   static LabelVocab from_dataset(const TextDataset& dataset) {
     std::vector<std::string> labels;
     for (Index i = 0; i < dataset.size(); ++i) {
       if (dataset[i].label.empty())
-        throw ValueError(detail::concat("LabelVocab::from_dataset: example ", i, " of ", dataset.source(),
-                                        " has an empty label"));
+        throw ValueError(detail::concat("LabelVocab::from_dataset: ", detail::example_place(dataset, i),
+                                        ": the label is empty"));
       labels.push_back(dataset[i].label);
     }
     std::sort(labels.begin(), labels.end());
@@ -388,19 +402,13 @@ class LabelVocab {
     return LabelVocab(std::move(labels));
   }
 
-  /// Writes one label per line ('\n' endings); throws ValueError for an empty vocab, IoError if writing fails.
+  /// Writes one label per line ('\n' endings), replacing the file atomically (io/file.hpp); throws ValueError for
+  /// an empty vocab, IoError if writing fails (any previous file is then unchanged).
   void save(const std::filesystem::path& path) const {
     if (labels_.empty()) throw ValueError("LabelVocab::save: the vocab is empty, expected at least one label");
-    errno = 0;
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    if (!out) {
-      const int err = errno;
-      throw IoError(detail::concat("LabelVocab::save: cannot open ", path.string(), " for writing: ",
-                                   err ? std::strerror(err) : "unknown error"));
-    }
-    for (const std::string& l : labels_) out << l << '\n';
-    out.flush();
-    if (!out) throw IoError(detail::concat("LabelVocab::save: writing ", path.string(), " failed"));
+    std::string text;
+    for (const std::string& l : labels_) text += l + '\n';
+    io::write_text_file_atomically(path, text, "LabelVocab::save");
   }
 
   Index size() const { return static_cast<Index>(labels_.size()); }
@@ -421,11 +429,21 @@ class LabelVocab {
       throw ValueError(detail::concat("LabelVocab::label: id ", id, " is out of range for ", size(), " labels"));
     return labels_[static_cast<std::size_t>(id)];
   }
-  /// The label id of every example, in order; throws ValueError naming the first unknown label.
+  /// The label id of every example, in order; throws ValueError naming the file and line (or the example) of the
+  /// first unknown label, and the known ones.
   std::vector<std::int64_t> encode(const TextDataset& dataset) const {
     std::vector<std::int64_t> out;
     out.reserve(static_cast<std::size_t>(dataset.size()));
-    for (const Example& e : dataset) out.push_back(static_cast<std::int64_t>(id(e.label)));
+    for (Index i = 0; i < dataset.size(); ++i) {
+      const auto it = ids_.find(dataset[i].label);
+      if (it == ids_.end())
+        throw ValueError(detail::concat("LabelVocab::encode: ", detail::example_place(dataset, i), ": unknown label \"",
+                                        dataset[i].label, "\" (",
+                                        labels_.empty() ? std::string("the label vocabulary is empty")
+                                                        : "known labels: " + detail::join_names(labels_),
+                                        ")"));
+      out.push_back(static_cast<std::int64_t>(it->second));
+    }
     return out;
   }
 

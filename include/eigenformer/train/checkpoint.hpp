@@ -1,7 +1,8 @@
 // A training run's folder and its checkpoints, written so that nothing is lost: a checkpoint is one unit (a folder
 // of its own whose files a manifest lists with their sizes and checksums), made current by one atomic step (the
 // pointer file checkpoint.json is replaced to name it), verified before it is loaded, and older checkpoints are
-// removed only after a newer one is current. Every file goes through io::write_file_atomically.
+// removed only after a newer one is current. Every file goes through io::write_file_atomically. check_run_folder
+// checks that the parts of a folder a model is loaded from belong together.
 //
 // A run folder holds
 //   config.json        the run's configuration (train/run_config.hpp)
@@ -27,6 +28,7 @@
 #include "eigenformer/core/config.hpp"
 #include "eigenformer/core/error.hpp"
 #include "eigenformer/io/file.hpp"
+#include "eigenformer/train/run_config.hpp"
 
 namespace eigenformer::train {
 
@@ -134,8 +136,8 @@ inline nlohmann::json file_fingerprint(const std::filesystem::path& path, const 
 /// What is in a folder a run is asked to write into.
 enum class FolderState {
   absent_or_empty,  // a new run may start there
-  run,              // holds a run (config.json, checkpoint.json or checkpoints/)
-  other,            // holds files that are not a run's
+  run,              // holds a run: checkpoint.json, or a config.json that is a run's (runs of earlier versions)
+  other,            // holds files that are not a run's (a config.json of something else included)
 };
 
 inline FolderState folder_state(const std::filesystem::path& dir) {
@@ -143,9 +145,15 @@ inline FolderState folder_state(const std::filesystem::path& dir) {
   if (!std::filesystem::exists(dir, ec)) return FolderState::absent_or_empty;
   if (!std::filesystem::is_directory(dir, ec)) return FolderState::other;
   const RunFolder run{dir};
-  if (std::filesystem::exists(run.config(), ec) || std::filesystem::exists(run.pointer(), ec) ||
-      std::filesystem::exists(run.checkpoints(), ec))
-    return FolderState::run;
+  if (std::filesystem::exists(run.pointer(), ec)) return FolderState::run;
+  if (std::filesystem::exists(run.config(), ec)) {
+    try {  // a file named config.json is a run's only if it reads as one: other folders are never replaced
+      load_run_config(run.config());
+      return FolderState::run;
+    } catch (const std::exception&) {
+      return FolderState::other;
+    }
+  }
   return std::filesystem::directory_iterator(dir, ec) == std::filesystem::directory_iterator()
              ? FolderState::absent_or_empty
              : FolderState::other;
@@ -237,6 +245,38 @@ inline std::vector<std::string> prune_checkpoints(const RunFolder& run, const st
     if (std::filesystem::remove_all(entry.path(), ec) > 0) removed.push_back(entry.path().filename().string());
   }
   return removed;
+}
+
+/// What a model built from a run folder accepts, for check_run_folder; -1 where it sets no limit.
+struct ModelLimits {
+  Index vocab_size = -1;  // rows of its token embedding
+  Index classes = -1;     // outputs of its head
+  Index max_length = -1;  // positions of its position table: the longest sequence it takes
+};
+
+/// Checks a run folder as a whole once its model is loaded (load_state_dict has matched the model that config.json
+/// describes with model.safetensors): the tokenizer's vocabulary (vocab_size tokens, read from vocab_file) must be
+/// the model's embedding, config.json's labels its head's outputs, and config.json's max_length must fit its
+/// position table. A vocabulary of another size would map tokens to the wrong rows or to none. Throws IoError
+/// naming the files and every disagreement.
+inline void check_run_folder(const RunFolder& run, const RunConfig& config, const std::filesystem::path& vocab_file,
+                             Index vocab_size, const ModelLimits& model) {
+  using eigenformer::detail::concat;
+  std::string problems;
+  const auto add = [&problems](const std::string& p) { problems += (problems.empty() ? "" : "; ") + p; };
+  const std::string model_files = concat("the model of ", run.config().string(), " and ", run.model().string());
+  if (model.vocab_size >= 0 && vocab_size != model.vocab_size)
+    add(concat(vocab_file.string(), " holds ", vocab_size, " tokens, but ", model_files, " embeds ", model.vocab_size,
+               " (the vocabulary is not the one the model was trained with)"));
+  const auto labels = static_cast<Index>(config.labels.size());
+  if (model.classes >= 0 && labels > 0 && labels != model.classes)
+    add(concat(run.config().string(), " lists ", labels, " labels, but ", model_files, " has ", model.classes,
+               " outputs"));
+  if (model.max_length >= 0 && config.max_length > model.max_length)
+    add(concat(run.config().string(), ": max_length is ", config.max_length, ", but the position table of ",
+               model_files, " holds ", model.max_length));
+  if (!problems.empty())
+    throw IoError(concat("check_run_folder: the files of '", run.dir.string(), "' disagree: ", problems));
 }
 
 }  // namespace eigenformer::train

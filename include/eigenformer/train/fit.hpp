@@ -152,9 +152,14 @@ bool task_lower_is_better(const Task& task, const std::string& metric) {
 
 /// The learning rate of each optimizer step.
 inline std::function<double(Index)> make_schedule(const FitOptions& o, Index total_steps) {
-  const Index warmup = o.warmup_steps >= 0
-                           ? std::min(o.warmup_steps, total_steps)
-                           : static_cast<Index>(std::llround(o.warmup_fraction * static_cast<double>(total_steps)));
+  // warmup_fraction * total_steps, rounded; near the largest Index the double rounds past it, so clamp before the
+  // conversion (which would overflow) rather than after.
+  const double fraction_steps = std::round(o.warmup_fraction * static_cast<double>(total_steps));
+  Index warmup = total_steps;
+  if (o.warmup_steps >= 0)
+    warmup = std::min(o.warmup_steps, total_steps);
+  else if (fraction_steps < static_cast<double>(total_steps))
+    warmup = static_cast<Index>(fraction_steps);
   switch (o.schedule) {
     case ScheduleKind::cosine: {
       const optim::CosineSchedule<double> s(o.lr, warmup, total_steps);
@@ -513,8 +518,10 @@ FitResult fit(Model& model, const Task& task, const Data& train, const Data& val
         s.lr = lr;
         s.tokens_per_second = static_cast<double>(tokens) / std::max(epoch_seconds, 1e-9);
         s.elapsed_seconds = since(fit_start);
-        const Index left = (options.epochs - epoch) * batches - (b + 1);
-        s.eta_seconds = (train_seconds + epoch_seconds) / static_cast<double>(batches_run) * static_cast<double>(left);
+        // In double: epochs * batches may overflow Index where epochs * optimizer steps does not (accumulation).
+        const double left = static_cast<double>(options.epochs - epoch) * static_cast<double>(batches) -
+                            static_cast<double>(b + 1);
+        s.eta_seconds = (train_seconds + epoch_seconds) / static_cast<double>(batches_run) * left;
         options.reporter->on_step(s);
       }
     }
