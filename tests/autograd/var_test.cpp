@@ -141,6 +141,99 @@ TEST(Var, BackwardFromSeveralThreadsSumsIntoSharedLeaves) {
   EXPECT_FALSE(c.has_grad());
 }
 
+TEST(PartGradients, PartsAddInPartOrderWhateverOrderTheThreadsFinishIn) {
+  // Addends whose float sum depends on the order: 1e8 + 1 + ... rounds differently from 1 + ... + 1e8.
+  const std::vector<Tensor<float>> addends = {Tensor<float>::from({1e8f, 3.0f}), Tensor<float>::from({1.0f, 1e-7f}),
+                                              Tensor<float>::from({1.0f, -3.0f}), Tensor<float>::from({-1e8f, 1.0f})};
+  const Index parts = static_cast<Index>(addends.size());
+  auto contribute = [&](Var<float>& w, Index p) {
+    Var<float> y(w.value().clone(), {w}, "identity");
+    y.on_backward([w](const Tensor<float>& dy) { w.accumulate_grad(dy.clone()); });
+    y.backward(addends[static_cast<std::size_t>(p)]);
+  };
+  auto run = [&](const std::vector<Index>& thread_order) {
+    Var<float> w(Tensor<float>::zeros({2}), true);
+    PartGradients<float> gradients(parts);
+    for (Index p : thread_order) {  // one thread at a time, in this order
+      std::thread([&] {
+        auto part = gradients.part(p);
+        contribute(w, p);
+      }).join();
+      EXPECT_FALSE(w.has_grad());  // held until finish
+    }
+    gradients.finish();
+    return w.grad().clone();
+  };
+  const Tensor<float> forward = run({0, 1, 2, 3}), backward = run({3, 2, 1, 0}), mixed = run({2, 0, 3, 1});
+  EXPECT_TRUE(forward.equal(backward));
+  EXPECT_TRUE(forward.equal(mixed));
+  // The same bits as adding the parts one after another on one thread; arrival order would differ.
+  Var<float> serial(Tensor<float>::zeros({2}), true), reversed(Tensor<float>::zeros({2}), true);
+  for (Index p = 0; p < parts; ++p) contribute(serial, p);
+  for (Index p = parts - 1; p >= 0; --p) contribute(reversed, p);
+  EXPECT_TRUE(forward.equal(serial.grad()));
+  EXPECT_FALSE(reversed.grad().equal(serial.grad()));
+}
+
+TEST(PartGradients, PartsOnSeveralThreadsSumEveryContributionAndRejectABadPart) {
+  // Run under ThreadSanitizer by .ci/run: parts run at once, each many backward passes into the same leaf.
+  Var<double> w = leaf({0.5, -1.0, 2.0});
+  constexpr int kParts = 4, kSteps = 100;
+  PartGradients<double> gradients(kParts);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kParts; ++t)
+    threads.emplace_back([&, t] {
+      auto part = gradients.part(t);
+      for (int step = 0; step < kSteps; ++step) sum_all(mul(w, w)).backward();
+    });
+  for (auto& th : threads) th.join();
+  gradients.finish();
+  const double n = kParts * kSteps;
+  EXPECT_TRUE(w.grad().allclose(Tensor<double>::from({1.0 * n, -2.0 * n, 4.0 * n}), 0.0, 0.0));
+  EXPECT_THROW(gradients.part(kParts), ValueError);
+  EXPECT_THROW(PartGradients<double>(0), ValueError);
+}
+
+namespace {
+struct ReadyLog : GradientReadyObserver<double> {
+  std::vector<std::pair<detail::Node<double>*, Tensor<double>>> ready;
+  void gradient_ready(const std::shared_ptr<detail::Node<double>>& leaf) override {
+    ready.emplace_back(leaf.get(), leaf->grad.clone());
+  }
+};
+}  // namespace
+
+TEST(GradientReadyObserver, HearsOfEachLeafOnceWhenItsGradientIsFinal) {
+  // y = sum((w1 * x) * w2) + sum(w1): w2 is final after the outer product's backward, w1 only after both uses.
+  Var<double> w1 = leaf({1.0, 2.0}), w2 = leaf({3.0, -1.0}), unused = leaf({5.0});
+  const Var<double> x = leaf({0.5, 4.0}, false);
+  ReadyLog log;
+  {
+    GradientReadyScope<double> scope(log);
+    add(sum_all(mul(mul(w1, x), w2)), sum_all(w1)).backward();
+  }
+  ASSERT_EQ(log.ready.size(), 2u);
+  EXPECT_EQ(log.ready[0].first, w2.node_ptr().get());
+  EXPECT_EQ(log.ready[1].first, w1.node_ptr().get());
+  // What the observer saw is the final gradient.
+  EXPECT_TRUE(log.ready[0].second.equal(w2.grad()));
+  EXPECT_TRUE(log.ready[1].second.equal(w1.grad()));
+  EXPECT_TRUE(w1.grad().allclose(Tensor<double>::from({2.5, -3.0}), 0.0, 0.0));  // x * w2 + 1
+
+  // A leaf used twice by one op (w * w) is reported once, after that op; outside the scope nothing is heard.
+  log.ready.clear();
+  {
+    GradientReadyScope<double> scope(log);
+    sum_all(mul(w2, w2)).backward();
+    w2.backward(Tensor<double>::ones({2}));  // a leaf as the output: ready at once
+  }
+  ASSERT_EQ(log.ready.size(), 2u);
+  EXPECT_EQ(log.ready[0].first, w2.node_ptr().get());
+  EXPECT_EQ(log.ready[1].first, w2.node_ptr().get());
+  sum_all(w1).backward();
+  EXPECT_EQ(log.ready.size(), 2u);
+}
+
 TEST(Var, UndefinedVarThrowsAutogradErrorOnUse) {
   const Var<double> u;
   EXPECT_FALSE(u.defined());

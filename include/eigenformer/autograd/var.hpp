@@ -7,9 +7,14 @@
 //
 // Threads: several threads may each build a graph and run backward at the same time over the same leaves (a
 // model's parameters): the engine never marks or writes a leaf except through accumulate_grad, which adds under a
-// lock, so each leaf's gradient ends as the sum of every thread's contribution (in the order they arrive). A
+// lock, so each leaf's gradient ends as the sum of every thread's contribution, in the order they arrive. Threads
+// that run as the numbered parts of a PartGradients add in part order instead, the same bits on every run. A
 // graph's own nodes (op results) belong to the thread that runs its backward; optimizer steps and zero_grad must
 // not overlap a backward.
+//
+// A GradientReadyObserver installed on a thread hears, during that thread's backward passes, of each leaf whose
+// gradient that pass will not change any more (what a data-parallel trainer needs to start a gradient all-reduce
+// while the rest of the backward runs).
 #pragma once
 
 #include <algorithm>
@@ -17,6 +22,7 @@
 #include <memory>
 #include <string>
 #include <type_traits>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -169,7 +175,48 @@ struct Node {
   }
 };
 
+/// Where the calling thread's leaf gradients go instead of into the leaves (set by PartGradients::Part).
+template <typename T>
+struct PartSlot;
+template <typename T>
+PartSlot<T>*& current_part_slot() {
+  thread_local PartSlot<T>* slot = nullptr;
+  return slot;
+}
+
 }  // namespace detail
+
+/// Told, during the backward passes of the thread it is installed on (GradientReadyScope), of each leaf that
+/// requires grad as soon as that pass has added its last contribution to the leaf's gradient. Leaves the pass
+/// does not reach are not reported. Called on the thread running backward, between two nodes' backward functions.
+template <typename T>
+class GradientReadyObserver {
+ public:
+  virtual ~GradientReadyObserver() = default;
+  virtual void gradient_ready(const std::shared_ptr<detail::Node<T>>& leaf) = 0;
+};
+
+namespace detail {
+template <typename T>
+GradientReadyObserver<T>*& current_gradient_observer() {
+  thread_local GradientReadyObserver<T>* observer = nullptr;
+  return observer;
+}
+}  // namespace detail
+
+/// Installs an observer on the calling thread for the scope's lifetime (restoring the previous one after).
+template <typename T>
+class GradientReadyScope {
+ public:
+  explicit GradientReadyScope(GradientReadyObserver<T>& observer)
+      : previous_(std::exchange(detail::current_gradient_observer<T>(), &observer)) {}
+  GradientReadyScope(const GradientReadyScope&) = delete;
+  GradientReadyScope& operator=(const GradientReadyScope&) = delete;
+  ~GradientReadyScope() { detail::current_gradient_observer<T>() = previous_; }
+
+ private:
+  GradientReadyObserver<T>* previous_;
+};
 
 /// A tensor that records the ops applied to it so that backward() can compute gradients.
 ///
@@ -234,8 +281,9 @@ class Var {
   const Tensor<T>& grad() const { return node().grad; }
   Tensor<T>& grad() { return node().grad; }
   bool has_grad() const { return node().grad.defined(); }
-  /// grad += g (g must have the value's shape); called by backward functions.
-  void accumulate_grad(Tensor<T> g) const { node().accumulate(std::move(g)); }
+  /// grad += g (g must have the value's shape); called by backward functions. Inside a PartGradients part, a
+  /// leaf's g is held for the part's turn instead.
+  void accumulate_grad(Tensor<T> g) const { accumulate_into(node_, std::move(g)); }
   /// The gradient's elements when this is an op result (not a leaf) whose gradient exists and shares its buffer
   /// with no other tensor, else null: a backward may add its result straight into them (what accumulate_grad does,
   /// without a temporary of the same size). Null for leaves: their gradients change only through accumulate_grad,
@@ -273,7 +321,16 @@ class Var {
       throw AutogradError(detail::concat("backward: the graph of ", node_->op,
                                  " was already freed by a previous backward; pass retain_graph = true to the first"));
     detail::NodeList<T> order = topological_order();
-    node_->accumulate(seed.clone());
+    accumulate_into(node_, seed.clone());
+    GradientReadyObserver<T>* observer = detail::current_gradient_observer<T>();
+    // With an observer: how many nodes still to run feed each leaf (a node listing a leaf twice counts twice).
+    std::unordered_map<detail::Node<T>*, std::size_t> pending;
+    if (observer) {
+      if (node_->is_leaf) observer->gradient_ready(node_);
+      for (auto& n : order)
+        for (auto& p : n->parents)
+          if (p->is_leaf) ++pending[p.get()];
+    }
     for (auto& n : order) {  // outputs first; op results only
       if (n->freed)
         throw AutogradError(detail::concat("backward: reached the output of ", n->op,
@@ -288,6 +345,9 @@ class Var {
         }
       }
       n->grad = Tensor<T>();  // non-leaf gradients are not kept (torch's retain_grad is not offered)
+      if (observer)
+        for (auto& p : n->parents)
+          if (p->is_leaf && --pending[p.get()] == 0) observer->gradient_ready(p);
       if (!retain_graph) {
         n->backward_fn = nullptr;
         n->parents.clear();
@@ -321,6 +381,8 @@ class Var {
     return *node_;
   }
 
+  static void accumulate_into(const std::shared_ptr<detail::Node<T>>& n, Tensor<T>&& g);
+
   /// The op results reachable from this one through parents, each after all of its consumers (reverse post-order
   /// of an iterative depth-first search).
   detail::NodeList<T> topological_order() const {
@@ -353,6 +415,86 @@ class Var {
 
   std::shared_ptr<detail::Node<T>> node_;
 };
+
+/// Runs the backward passes of several threads as numbered parts whose leaf gradients are added in part order,
+/// whatever order the threads finish in: two runs give the same bits. A thread makes its part's contributions
+/// inside a Part scope (they are held, summed per leaf in the order that thread made them); finish(), on one
+/// thread after every part, adds part 0's sums into the leaves, then part 1's, and so on. Holds at most one
+/// gradient per leaf and part (parts times the gradients' memory); the leaves must outlive finish().
+template <typename T>
+class PartGradients {
+ public:
+  explicit PartGradients(Index parts) : slots_(static_cast<std::size_t>(check_parts(parts))) {}
+
+  /// The calling thread's contributions go to part `part` while this lives.
+  class Part {
+   public:
+    Part(PartGradients& owner, Index part)
+        : previous_(std::exchange(detail::current_part_slot<T>(), &owner.slot(part))) {}
+    Part(const Part&) = delete;
+    Part& operator=(const Part&) = delete;
+    ~Part() { detail::current_part_slot<T>() = previous_; }
+
+   private:
+    detail::PartSlot<T>* previous_;
+  };
+
+  Part part(Index part) { return Part(*this, part); }
+  Index parts() const { return static_cast<Index>(slots_.size()); }
+
+  /// Adds the held gradients into their leaves, part by part in order, and empties the parts.
+  void finish() {
+    for (auto& s : slots_) {
+      for (auto& [node, g] : s.held) node->accumulate(std::move(g));
+      s.held.clear();
+      s.index.clear();
+    }
+  }
+
+ private:
+  static Index check_parts(Index parts) {
+    if (parts < 1) throw ValueError(detail::concat("PartGradients: parts is ", parts, ", expected at least 1"));
+    return parts;
+  }
+  detail::PartSlot<T>& slot(Index part) {
+    if (part < 0 || part >= parts())
+      throw ValueError(detail::concat("PartGradients::part: part is ", part, ", expected 0 <= part < ", parts()));
+    return slots_[static_cast<std::size_t>(part)];
+  }
+
+  std::vector<detail::PartSlot<T>> slots_;
+};
+
+namespace detail {
+/// One part's held leaf gradients, in first-arrival order, and where each leaf's sum is.
+template <typename T>
+struct PartSlot {
+  std::vector<std::pair<std::shared_ptr<Node<T>>, Tensor<T>>> held;
+  std::unordered_map<Node<T>*, std::size_t> index;
+
+  void add(const std::shared_ptr<Node<T>>& leaf, Tensor<T>&& g) {
+    if (g.shape() != leaf->value.shape()) {
+      leaf->accumulate(std::move(g));  // throws the shape error
+      return;
+    }
+    auto [it, inserted] = index.emplace(leaf.get(), held.size());
+    if (inserted)
+      held.emplace_back(leaf, g.is_unique() ? std::move(g) : g.clone());
+    else
+      held[it->second].second += g;
+  }
+};
+}  // namespace detail
+
+template <typename T>
+void Var<T>::accumulate_into(const std::shared_ptr<detail::Node<T>>& n, Tensor<T>&& g) {
+  if (!n) throw AutogradError("Var: use of an undefined Var");
+  detail::PartSlot<T>* slot = n->is_leaf ? detail::current_part_slot<T>() : nullptr;
+  if (slot)
+    slot->add(n, std::move(g));
+  else
+    n->accumulate(std::move(g));
+}
 
 /// (name, parameter) pairs under PyTorch's dotted state-dict names, as a module's named_parameters() returns them
 /// and optimizers take them.
