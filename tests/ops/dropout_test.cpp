@@ -1,5 +1,7 @@
 #include "eigenformer/ops/dropout.hpp"
 
+#include <cstdint>
+
 #include <cmath>
 #include <limits>
 
@@ -58,15 +60,56 @@ TEST(Dropout, GradientUsesTheSameMaskAsTheForward) {
   }
 }
 
-TEST(Dropout, DropsExactlyTheElementsWhoseUniformDrawIsBelowP) {
-  // The documented stream: one draw per element, u = (gen() >> 11) * 2^-53, dropped when u < p.
+TEST(Dropout, DropsExactlyTheElementsWhoseKeyedDrawIsBelowP) {
+  // The documented streams: one key per call from gen; row r, element i draws keyed_uniform(keyed_stream(key, r),
+  // i) and is dropped when it is below p.
   Generator gen(11), reference(11);
-  Var<double> x(Tensor<double>::ones({1000}));
+  Var<double> x(Tensor<double>::ones({4, 250}));
   const Tensor<double> y = dropout(x, 0.3, true, gen).value();
-  for (Index i = 0; i < 1000; ++i) {
-    const double u = static_cast<double>(reference() >> 11) * 0x1.0p-53;
-    EXPECT_EQ(y[i], u < 0.3 ? 0.0 : 1.0 / (1.0 - 0.3)) << "element " << i;
+  const std::uint64_t call = reference();
+  for (Index r = 0; r < 4; ++r)
+    for (Index i = 0; i < 250; ++i) {
+      const double u = detail::keyed_uniform(detail::keyed_stream(call, r), i);
+      ASSERT_EQ(y(r, i), u < 0.3 ? 0.0 : 1.0 / (1.0 - 0.3)) << "row " << r << ", element " << i;
+    }
+  EXPECT_EQ(gen(), reference());  // one draw per call, whatever the size
+}
+
+TEST(Dropout, AnExampleGetsTheSameMaskInAnyBatchPositionUnderItsKey) {
+  // What makes N data-parallel ranks equal to one process: rows keyed by the examples' global indices.
+  Var<float> x(Tensor<float>::ones({4, 3, 40}));  // (batch, time, channels)
+  const std::int64_t all[] = {10, 11, 12, 13}, half[] = {13, 12};
+  Generator g1(5), g2(5);
+  Tensor<float> whole, part;
+  {
+    ExecutionContext c = detail::execution_context();
+    c.example_keys = all;
+    c.example_count = 4;
+    ExecutionScope scope(c);
+    whole = dropout(x, 0.5f, true, g1).value();
   }
+  {
+    ExecutionContext c = detail::execution_context();
+    c.example_keys = half;
+    c.example_count = 2;
+    ExecutionScope scope(c);
+    Var<float> x2(Tensor<float>::ones({2, 3, 40}));
+    part = dropout(x2, 0.5f, true, g2).value();
+    // A flattened (batch * time, channels) tensor splits its rows among the examples in order.
+    Generator g3(5);
+    Var<float> flat(Tensor<float>::ones({6, 40}));
+    const Tensor<float> f = dropout(flat, 0.5f, true, g3).value();
+    for (Index i = 0; i < 240; ++i) ASSERT_EQ(f[i], part[i]);
+  }
+  for (Index t = 0; t < 3; ++t)
+    for (Index c = 0; c < 40; ++c) {
+      ASSERT_EQ(part(0, t, c), whole(3, t, c));
+      ASSERT_EQ(part(1, t, c), whole(2, t, c));
+    }
+  // Without keys, rows are keyed by position: row 0 differs from the keyed example 13's mask.
+  Generator g4(5);
+  const Tensor<float> unkeyed = dropout(Var<float>(Tensor<float>::ones({2, 3, 40})), 0.5f, true, g4).value();
+  EXPECT_FALSE(unkeyed.equal(part));
 }
 
 TEST(Dropout, SameSeedGivesTheSameMask) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <exception>
 
 #include "eigenformer/core/scoped_value.hpp"
@@ -20,6 +21,11 @@ struct ExecutionContext {
   bool whole_part = false;
   /// Where the thread's tensor buffers come from and go back to; null: the process-wide cache.
   detail::PartBuffers* buffers = nullptr;
+  /// The global indices of the examples of the batch being run, one per batch row (example_count of them), or
+  /// null: random draws made per example (dropout masks) are keyed by these, so an example gets the same draws
+  /// whichever process or batch position runs it. Set by the trainer; null means keys 0, 1, ... by row.
+  const std::int64_t* example_keys = nullptr;
+  std::int64_t example_count = 0;
 };
 
 namespace detail {

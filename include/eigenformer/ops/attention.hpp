@@ -13,6 +13,7 @@
 #include "eigenformer/autograd/var.hpp"
 #include "eigenformer/core/address_lock.hpp"
 #include "eigenformer/core/parallel.hpp"
+#include "eigenformer/ops/dropout.hpp"
 #include "eigenformer/ops/gemm.hpp"
 
 namespace eigenformer {
@@ -186,19 +187,40 @@ void check_attention_mask_and_options(const char* fn, Index B, Index Tq, Index S
     throw ValueError(concat(fn, ": dropout is ", opt.dropout, " but no generator was given"));
 }
 
-/// The dropout factors (0 or 1 / (1 - p)) for probabilities of shape ps, drawn serially from one generator before
-/// any parallel part (reproducible for any thread count); undefined when dropout is off. The generator is locked
-/// while drawing: threads running one module's forward at once share it.
+/// The dropout factors (0 or 1 / (1 - p)) for probabilities of shape ps, undefined when dropout is off. Drawn per
+/// example as ops/dropout.hpp draws them (one key from the generator per call, under its lock; streams keyed by the
+/// trainer's example keys, else by batch row), with one stream per query row (head h, query t) so that a weight's
+/// draw depends on its (example, h, t, s) alone: not on the thread count, the batch's other examples, its padded
+/// lengths or the rank that runs it. ps is (T, S) or (B, ..., T, S).
 template <typename T>
 Tensor<T> attention_dropout_keep(const Shape& ps, const AttentionOptions<T>& opt) {
   if (!(opt.dropout > 0)) return Tensor<T>();
   Tensor<T> keep = Tensor<T>::empty(ps);
-  const T keep_scale = opt.dropout >= 1 ? T(0) : T(1) / (T(1) - opt.dropout);
-  std::lock_guard<std::mutex> lock(address_lock(opt.gen));
-  for (Index i = 0; i < keep.numel(); ++i) {
-    const double u = static_cast<double>((*opt.gen)() >> 11) * 0x1.0p-53;
-    keep[i] = u < static_cast<double>(opt.dropout) ? T(0) : keep_scale;
+  const Index rank = static_cast<Index>(ps.size());
+  const Index S = ps[rank - 1], Tq = ps[rank - 2], B = rank >= 3 ? ps[0] : 1;
+  const Index H = B * Tq * S == 0 ? 0 : keep.numel() / (B * Tq * S);  // every axis between batch and queries
+  if (opt.dropout >= T(1)) {
+    keep.set_zero();
+    return keep;
   }
+  std::uint64_t call;
+  {
+    std::lock_guard<std::mutex> lock(address_lock(opt.gen));
+    call = (*opt.gen)();
+  }
+  const ExecutionContext& context = execution_context();
+  const bool keyed = context.example_keys && context.example_count == B;
+  const T keep_scale = T(1) / (T(1) - opt.dropout);
+  const double drop_below = static_cast<double>(opt.dropout);
+  parallel_for(B * H, 6.0 * static_cast<double>(Tq * S), [&](Index bh) {
+    const Index b = bh / H, h = bh % H;
+    const std::uint64_t example = keyed_stream(call, keyed ? context.example_keys[b] : static_cast<std::int64_t>(b));
+    for (Index t = 0; t < Tq; ++t) {
+      const std::uint64_t stream = mix64(example + (static_cast<std::uint64_t>(h) << 32) + static_cast<std::uint64_t>(t));
+      T* row = keep.data() + (bh * Tq + t) * S;
+      for (Index s = 0; s < S; ++s) row[s] = keyed_uniform(stream, s) < drop_below ? T(0) : keep_scale;
+    }
+  });
   return keep;
 }
 
