@@ -68,7 +68,11 @@
 #include "eigenformer/train/run_config.hpp"
 #include "eigenformer/train/generator_state.hpp"
 #include "eigenformer/train/reporter.hpp"
+#include "eigenformer/train/process_group.hpp"
 #include "eigenformer/train/fit.hpp"
+#if defined(EIGENFORMER_WITH_MPI)  // the optional data-parallel part: programs that link eigenformer::dist
+#include "eigenformer/dist.hpp"
+#endif
 #endif
 #if __has_include(<utf8proc.h>)
 #include "eigenformer/text/unicode.hpp"

@@ -76,6 +76,8 @@ class ClassificationTask {
   }
 
   Index tokens(const Batch& batch) const { return batch.tokens; }
+  /// The mean loss is over the batch's examples.
+  double loss_units(const Batch& batch, const BatchContext&) const { return static_cast<double>(batch.labels.numel()); }
 
  private:
   template <typename T>

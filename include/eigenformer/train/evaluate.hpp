@@ -48,7 +48,8 @@ MetricSums evaluate_sums(Model& model, const Task& task, const Data& data, Index
   BatchContext context;
   context.epoch = epoch;
   context.training = false;
-  for (const std::vector<Index>& rows : data.batch_indices(epoch)) task.evaluate(model, data.make_batch(rows), context, sums);
+  for (const std::vector<Index>& rows : data.batch_indices(epoch))
+    if (!rows.empty()) task.evaluate(model, data.make_batch(rows), context, sums);  // a rank's share may be empty
   return sums;
 }
 

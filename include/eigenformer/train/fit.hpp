@@ -7,6 +7,14 @@
 // The run folder: a new run is written into a staging folder beside it and takes its place only once its first
 // epoch is checkpointed, so a run that fails never destroys what the folder held; a folder that holds a run is
 // continued (resume) or replaced (overwrite) only when asked, and a non-empty folder that holds no run is refused.
+//
+// Random draws per example (dropout masks, masking) are keyed by the examples' indices in the data source
+// (ExecutionContext::example_keys), so a data-parallel run (FitOptions::processes, train/process_group.hpp) on N
+// ranks with batches of N * b examples, b per rank, trains as one process with batches of N * b: rank 0 reads and
+// writes the run folder and broadcasts the start (weights, buffers, optimizer and trainer state), every rank
+// trains on its share of each batch, gradients and metric sums are summed across ranks. The ranks' calls must
+// match: an exception on one rank leaves the others waiting in a collective, so a program ends every rank when one
+// fails (dist::Environment::abort).
 #pragma once
 
 #include <algorithm>
@@ -16,7 +24,9 @@
 #include <filesystem>
 #include <functional>
 #include <limits>
+#include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <string>
 #include <system_error>
@@ -36,6 +46,7 @@
 #include "eigenformer/train/evaluate.hpp"
 #include "eigenformer/train/generator_state.hpp"
 #include "eigenformer/train/history.hpp"
+#include "eigenformer/train/process_group.hpp"
 #include "eigenformer/train/reporter.hpp"
 #include "eigenformer/train/run_config.hpp"
 #include "eigenformer/train/task.hpp"
@@ -85,6 +96,9 @@ struct FitOptions {
   Reporter* reporter = nullptr;
   /// Run after each optimizer step's backward passes and before clipping and the step (a gradient all-reduce).
   std::vector<std::function<void()>> after_backward;
+  /// The processes of a data-parallel run (see the top of this file); null or one process: this process alone.
+  /// The data sources are the whole data, the same on every rank; batch sizes are global.
+  ProcessGroup* processes = nullptr;
 };
 
 /// What fit() returns.
@@ -148,6 +162,46 @@ bool task_lower_is_better(const Task&, const std::string& metric, long) {
 template <class Task>
 bool task_lower_is_better(const Task& task, const std::string& metric) {
   return task_lower_is_better(task, metric, 0);
+}
+
+/// How many units (examples, predicted tokens) the task's mean training loss of a batch averages over, or -1 when
+/// the task does not say (task.loss_units(batch, context); data-parallel runs need it).
+template <class Task, class Batch>
+auto task_loss_units(const Task& task, const Batch& batch, const BatchContext& context, int)
+    -> decltype(static_cast<double>(task.loss_units(batch, context))) {
+  return static_cast<double>(task.loss_units(batch, context));
+}
+template <class Task, class Batch>
+double task_loss_units(const Task&, const Batch&, const BatchContext&, long) {
+  return -1;
+}
+
+/// Sets the calling thread's example keys (ExecutionContext::example_keys) to a batch's rows for its lifetime.
+class ExampleKeysScope {
+ public:
+  explicit ExampleKeysScope(const std::vector<Index>& rows)
+      : keys_(rows.begin(), rows.end()), scope_(with_keys(keys_)) {}
+
+ private:
+  static ExecutionContext with_keys(const std::vector<std::int64_t>& keys) {
+    ExecutionContext c = eigenformer::detail::execution_context();
+    c.example_keys = keys.data();
+    c.example_count = static_cast<std::int64_t>(keys.size());
+    return c;
+  }
+  std::vector<std::int64_t> keys_;
+  ExecutionScope scope_;
+};
+
+/// Rank root's weights, buffers and optimizer state on every rank of group.
+template <class Model, class Optimizer>
+void broadcast_training_state(ProcessGroup& group, Model& model, Optimizer& optimizer, int root) {
+  for (auto& np : model.named_parameters()) {
+    Var<typename Model::Scalar> p = np.second;
+    group.broadcast(p.value(), root);
+  }
+  model.visit_buffers([&](const std::string&, auto& buffer, auto) { group.broadcast_any(buffer, root); });
+  optimizer.visit_state([&](const std::string&, auto& state) { group.broadcast(state, root); });
 }
 
 /// The learning rate of each optimizer step.
@@ -367,6 +421,13 @@ FitResult fit(Model& model, const Task& task, const Data& train, const Data& val
   const std::size_t monitor_index = static_cast<std::size_t>(
       std::find(metric_names.begin(), metric_names.end(), monitor) - metric_names.begin());
 
+  // A data-parallel run: rank 0 alone touches the run folder and reports; every rank trains on its shares.
+  ProcessGroup* const group = options.processes && options.processes->size() > 1 ? options.processes : nullptr;
+  const int rank = group ? group->rank() : 0, ranks = group ? group->size() : 1;
+  const bool writer = rank == 0;
+  Reporter* const reporter = writer ? options.reporter : nullptr;
+  const DataShard<Data> train_share(train, rank, ranks), valid_share(valid, rank, ranks);
+
   const NamedParameters<T> params = model.named_parameters();
   typename optim::AdamW<T>::Options adam;
   adam.lr = static_cast<T>(options.lr);
@@ -382,7 +443,7 @@ FitResult fit(Model& model, const Task& task, const Data& train, const Data& val
   const std::function<double(Index)> schedule = detail::make_schedule(options, total_steps);
 
   // The run folder: resumed in place, or a new run staged beside it until its first checkpoint.
-  const bool saving = !options.run_dir.empty();
+  const bool saving = !options.run_dir.empty() && writer;
   std::filesystem::path final_dir, staged_dir;
   detail::FitState state;
   state.fingerprint = detail::run_fingerprint(options, monitor, train, valid);
@@ -454,11 +515,36 @@ FitResult fit(Model& model, const Task& task, const Data& train, const Data& val
     write_metrics_csv(run.metrics(), {}, record_names);
   }
 
+  if (group) {  // every rank starts where rank 0 does
+    std::string start;
+    if (writer) {
+      nlohmann::json j = detail::fit_state_to_json(state, optimizer.step_count(), generator_states(model));
+      j["resumed"] = resumed;
+      start = j.dump();
+    }
+    group->broadcast(start, 0);
+    detail::broadcast_training_state(*group, model, optimizer, 0);
+    if (!writer) {
+      const nlohmann::json j = nlohmann::json::parse(start);
+      state = detail::fit_state_from_json(j, "rank 0's trainer state");
+      restore_generator_states(model, j.at("generators"));
+      resumed = j.at("resumed").get<bool>();
+    }
+  }
+  std::unique_ptr<GradientSynchronizer<T>> sync = group ? group->gradient_synchronizer(params) : nullptr;
+  // Every rank's generators as rank root's.
+  const auto share_generators = [&](int root) {
+    std::string states = rank == root ? generator_states(model).dump() : std::string();
+    group->broadcast(states, root);
+    if (rank != root) restore_generator_states(model, nlohmann::json::parse(states));
+  };
+  std::vector<double> units(static_cast<std::size_t>(ranks));  // each rank's loss units of a batch
+
   // Without a run folder the best weights stay in memory.
   std::vector<Tensor<T>> best_weights;
   Index trainable = 0;
   for (const auto& np : params) trainable += np.second.requires_grad() ? np.second.numel() : 0;
-  if (options.reporter) {
+  if (reporter) {
     FitBegin b;
     b.epochs = options.epochs;
     b.first_epoch = state.epochs_done + 1;
@@ -469,7 +555,7 @@ FitResult fit(Model& model, const Task& task, const Data& train, const Data& val
     b.valid_examples = valid.size();
     b.parameters = trainable;
     b.resumed = resumed;
-    options.reporter->on_fit_begin(b);
+    reporter->on_fit_begin(b);
   }
 
   double train_seconds = 0;  // training passes of this call, for the ETA
@@ -477,7 +563,7 @@ FitResult fit(Model& model, const Task& task, const Data& train, const Data& val
   for (Index epoch = state.epochs_done; epoch < options.epochs && !state.stopped_early; ++epoch) {
     const Clock::time_point epoch_start = Clock::now();
     model.train();
-    const std::vector<std::vector<Index>> order = train.batch_indices(epoch);
+    const std::vector<std::vector<Index>> order = train_share.batch_indices(epoch);  // this rank's shares
     MetricSums train_sums = task.new_sums();
     BatchContext context;
     context.epoch = epoch;
@@ -485,18 +571,60 @@ FitResult fit(Model& model, const Task& task, const Data& train, const Data& val
     double lr = optimizer.lr();
     optimizer.zero_grad();
     for (Index b = 0; b < batches; ++b) {
-      const auto batch = train.make_batch(order[static_cast<std::size_t>(b)]);
-      const auto loss = task.train_loss(model, batch, context, train_sums);
+      const std::vector<Index>& rows = order[static_cast<std::size_t>(b)];
       // Each optimizer step averages its micro-batches' mean losses; the epoch's last group may be shorter.
       const Index group_start = b / options.accumulation_steps * options.accumulation_steps;
-      const Index group = std::min(options.accumulation_steps, batches - group_start);
-      if (group == 1)
-        loss.backward();
-      else
-        scale(loss, static_cast<T>(1.0 / static_cast<double>(group))).backward();
-      tokens += task.tokens(batch);
+      const Index steps = std::min(options.accumulation_steps, batches - group_start);
+      const bool last_of_step = b + 1 == group_start + steps;
+      if (sync && last_of_step) sync->begin_step();
+      if (!group) {
+        const auto batch = train_share.make_batch(rows);
+        const detail::ExampleKeysScope keys(rows);
+        const auto loss = task.train_loss(model, batch, context, train_sums);
+        if (steps == 1)
+          loss.backward();
+        else
+          scale(loss, static_cast<T>(1.0 / static_cast<double>(steps))).backward();
+        tokens += task.tokens(batch);
+      } else {
+        // This rank's mean loss weighted by its share of the batch's loss units: the ranks' gradients add up to
+        // the gradient of the whole batch's mean loss. Every rank learns every rank's units.
+        using BatchType = decltype(train_share.make_batch(rows));
+        std::optional<BatchType> batch;
+        double rank_units = 0;
+        if (!rows.empty()) {
+          batch.emplace(train_share.make_batch(rows));
+          rank_units = detail::task_loss_units(task, *batch, context, 0);
+          if (rank_units < 0)
+            throw ValueError("fit: a data-parallel run needs the task's loss_units(batch, context) (train/task.hpp)");
+        }
+        std::fill(units.begin(), units.end(), 0.0);
+        units[static_cast<std::size_t>(rank)] = rank_units;
+        group->all_reduce_sum(units);
+        double total = 0;
+        int first_ran = -1;
+        for (int r = 0; r < ranks; ++r) {
+          total += units[static_cast<std::size_t>(r)];
+          if (first_ran < 0 && units[static_cast<std::size_t>(r)] > 0) first_ran = r;
+        }
+        if (rank_units > 0) {
+          const detail::ExampleKeysScope keys(rows);
+          const auto loss = task.train_loss(model, *batch, context, train_sums);
+          const auto weighted = scale(loss, static_cast<T>(rank_units / total / static_cast<double>(steps)));
+          if (last_of_step) {
+            GradientReadyScope<T> observe(*sync);
+            weighted.backward();
+          } else {
+            weighted.backward();
+          }
+          tokens += task.tokens(*batch);
+        }
+        // A rank that ran no forward drew nothing from its generators: they take those of a rank that did.
+        if (first_ran >= 0 && std::find(units.begin(), units.end(), 0.0) != units.end()) share_generators(first_ran);
+      }
 
-      if (b + 1 == group_start + group) {
+      if (last_of_step) {
+        if (sync) sync->finish_step();
         for (const auto& hook : options.after_backward) hook();
         if (options.max_grad_norm > 0) optim::clip_grad_norm(params, static_cast<T>(options.max_grad_norm));
         lr = schedule(optimizer.step_count());
@@ -505,7 +633,7 @@ FitResult fit(Model& model, const Task& task, const Data& train, const Data& val
         optimizer.zero_grad();
       }
       ++batches_run;
-      if (options.reporter) {
+      if (reporter) {
         const double epoch_seconds = since(epoch_start);
         StepInfo s;
         s.epoch = epoch + 1;
@@ -522,14 +650,18 @@ FitResult fit(Model& model, const Task& task, const Data& train, const Data& val
         const double left = static_cast<double>(options.epochs - epoch) * static_cast<double>(batches) -
                             static_cast<double>(b + 1);
         s.eta_seconds = (train_seconds + epoch_seconds) / static_cast<double>(batches_run) * left;
-        options.reporter->on_step(s);
+        reporter->on_step(s);
       }
     }
     const double epoch_train_seconds = since(epoch_start);
     train_seconds += epoch_train_seconds;
 
-    if (options.reporter) options.reporter->on_evaluate_begin(epoch + 1);
-    const MetricSums valid_sums = evaluate_sums(model, task, valid);
+    if (reporter) reporter->on_evaluate_begin(epoch + 1);
+    MetricSums valid_sums = evaluate_sums(model, task, valid_share);
+    if (group) {  // metrics of the whole data
+      group->all_reduce_sum(train_sums);
+      group->all_reduce_sum(valid_sums);
+    }
     const std::vector<double> train_values = task.values(train_sums), valid_values = task.values(valid_sums);
     EpochRecord r;
     r.epoch = epoch + 1;
@@ -580,7 +712,7 @@ FitResult fit(Model& model, const Task& task, const Data& train, const Data& val
       best_weights.clear();
       for (const auto& np : params) best_weights.push_back(np.second.value().clone());
     }
-    if (options.reporter) options.reporter->on_epoch_end(r, task.details(valid_sums));
+    if (reporter) reporter->on_epoch_end(r, task.details(valid_sums));
   }
 
   if (options.restore_best && state.best_epoch > 0) {
@@ -600,7 +732,7 @@ FitResult fit(Model& model, const Task& task, const Data& train, const Data& val
   result.step = optimizer.step_count();
   result.stopped_early = state.stopped_early;
   result.seconds = since(fit_start);
-  if (options.reporter) {
+  if (reporter) {
     FitSummary s;
     s.epochs_run = state.epochs_done;
     s.best_epoch = state.best_epoch;
@@ -611,7 +743,7 @@ FitResult fit(Model& model, const Task& task, const Data& train, const Data& val
     }
     s.stopped_early = state.stopped_early;
     s.seconds = result.seconds;
-    options.reporter->on_fit_end(s);
+    reporter->on_fit_end(s);
   }
   return result;
 }

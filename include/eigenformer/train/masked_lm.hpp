@@ -165,6 +165,10 @@ class MaskedLmTask {
   }
   std::string details(const MetricSums&) const { return ""; }
   Index tokens(const Batch& batch) const { return batch.tokens; }
+  /// The mean loss is over the masked tokens (the epoch's masks).
+  double loss_units(const Batch& batch, const BatchContext& context) const {
+    return static_cast<double>(mask(batch, context.epoch).positions.numel());
+  }
 
  private:
   static double uniform(std::mt19937_64& gen) { return static_cast<double>(gen() >> 11) * 0x1.0p-53; }

@@ -11,6 +11,8 @@
 //   std::vector<double> values(const MetricSums&) const;                              in metric_names() order
 //   std::string details(const MetricSums&) const;       extra text for a report (a confusion matrix), or ""
 //   Index tokens(const Batch&) const;                   tokens read, for throughput
+//   double loss_units(const Batch&, const BatchContext&) const;  what the mean loss averages over (examples,
+//                                                       predicted tokens); needed by data-parallel runs
 //   bool lower_is_better(const std::string&) const;     optional: the direction of a metric (default: by name)
 //
 // A data source is a class with size(), num_batches(), batch_indices(epoch) and make_batch(indices), as
