@@ -1,11 +1,16 @@
 # The text_classifier command line on a tiny generated corpus: train (transformer and bow), resume, eval,
 # predict and plot, checking their files and outputs; then the errors: options checked before any work, a failed run
-# that leaves the run it was to replace, run folders whose files disagree, messages naming the file and line. Run by
-# ctest:
-#   cmake -DTEXT_CLASSIFIER=<path to text_classifier> -DWORK_DIR=<scratch folder> -P cli_test.cmake
+# that leaves the run it was to replace, run folders whose files disagree, messages naming the file and line; then
+# BERT: pretrain (and its resume), train --init of its folder and of the Hugging Face fixtures, LoRA, predict
+# --logits against PyTorch's logits, export, and their errors. Run by ctest:
+#   cmake -DTEXT_CLASSIFIER=<path to text_classifier> -DWORK_DIR=<scratch folder> [-DHF_DIR=tests/reference/hf]
+#         -P cli_test.cmake
 cmake_minimum_required(VERSION 3.16)
 if(NOT TEXT_CLASSIFIER OR NOT WORK_DIR)
   message(FATAL_ERROR "cli_test.cmake: set TEXT_CLASSIFIER and WORK_DIR")
+endif()
+if(NOT HF_DIR)
+  get_filename_component(HF_DIR ${CMAKE_CURRENT_LIST_DIR}/../../tests/reference/hf ABSOLUTE)
 endif()
 file(REMOVE_RECURSE ${WORK_DIR})
 file(MAKE_DIRECTORY ${WORK_DIR})
@@ -329,3 +334,151 @@ foreach(model run run_all all)
 endforeach()
 unset(run_step_input)
 message(STATUS "text_classifier cli errors ok")
+
+# BERT. pretrain: masked-LM on texts without labels (a JSON Lines file's "text" fields and a plain text file), the
+# validation texts held out by the seed; it writes a Hugging Face BertForMaskedLM folder with its run in training/.
+file(STRINGS ${WORK_DIR}/test.jsonl test_lines)
+set(plain "")
+foreach(line ${test_lines})
+  string(REGEX REPLACE "^{\"text\": \"([^\"]*)\".*$" "\\1" text "${line}")
+  string(APPEND plain "${text}\n\n")  # blank lines are skipped
+endforeach()
+file(WRITE ${WORK_DIR}/corpus.txt "${plain}")
+set(tiny_bert --hidden 16 --layers 1 --heads 2 --intermediate 32 --max-length 32 --vocab-size 100 --batch-size 16)
+run_step(pretrain pretrain --corpus train.jsonl corpus.txt --out bert ${tiny_bert} --epochs 2)
+foreach(f config.json model.safetensors vocab.txt tokenizer_config.json special_tokens_map.json training/config.json
+          training/checkpoint.json training/metrics.csv training/curves.svg training/vocab.txt)
+  expect_file(${WORK_DIR}/bert/${f})
+endforeach()
+expect_csv_rows(${WORK_DIR}/bert/training/metrics.csv 2)
+file(READ ${WORK_DIR}/bert/config.json config)
+if(NOT config MATCHES "\"model_type\": \"bert\"" OR NOT config MATCHES "\"architectures\": \\[\n *\"BertForMaskedLM\"")
+  message(FATAL_ERROR "pretrain: config.json is not a BertForMaskedLM's:\n${config}")
+endif()
+if(NOT err MATCHES "data: 114 training, 6 validation texts" OR
+   NOT err MATCHES "epoch 2: train loss [0-9.]+ acc [0-9.]+ ppl [0-9.]+ \\| valid loss [0-9.]+ acc [0-9.]+ ppl")
+  message(FATAL_ERROR "pretrain: stderr lacks the data or the epoch's masked-LM loss and accuracy:\n${err}")
+endif()
+expect_error(pretrain_again 1 "--out bert holds a pretraining run" pretrain --corpus train.jsonl corpus.txt
+             --out bert ${tiny_bert} --epochs 2)
+run_step(pretrain_resume pretrain --corpus train.jsonl corpus.txt --out bert ${tiny_bert} --epochs 3 --resume
+         --allow-change epochs)
+expect_csv_rows(${WORK_DIR}/bert/training/metrics.csv 3)
+if(NOT err MATCHES "resuming at epoch 3 of 3" OR NOT err MATCHES "tokenizer: [0-9]+ WordPiece tokens \\(the run's\\)")
+  message(FATAL_ERROR "pretrain --resume did not continue the run:\n${err}")
+endif()
+run_step(pretrain_whole_word pretrain --corpus corpus.txt --valid valid.jsonl --out bert_ww ${tiny_bert} --epochs 1
+         --whole-word --mask-probability 0.3)
+expect_file(${WORK_DIR}/bert_ww/model.safetensors)
+
+# train --init: the pretrained folder fine-tuned; the run folder is a run's (eval, predict), with BERT's tokenizer.
+run_step(train_init train --init bert --train train.jsonl --valid valid.jsonl --out bert_run --epochs 8 --batch-size 8
+         --lr 3e-3 --warmup 0 --dropout 0)
+if(NOT err MATCHES "init: bert: BertForSequenceClassification; newly initialized: bert.pooler.dense.weight, bert.pooler.dense.bias, classifier.weight, classifier.bias; not used: cls.predictions.bias")
+  message(FATAL_ERROR "train --init did not report the new head and the unused masked-LM head:\n${err}")
+endif()
+foreach(f config.json model.safetensors vocab.txt tokenizer_config.json metrics.csv curves.svg)
+  expect_file(${WORK_DIR}/bert_run/${f})
+endforeach()
+expect_csv_rows(${WORK_DIR}/bert_run/metrics.csv 8)
+file(READ ${WORK_DIR}/bert_run/config.json config)
+if(NOT config MATCHES "\"model_type\": \"bert\"" OR NOT config MATCHES "\"max_length\": 32")
+  message(FATAL_ERROR "train --init: config.json lacks model_type bert or max_length 32 (the position table):\n${config}")
+endif()
+run_step(eval_init eval --model bert_run --data test.jsonl)
+expect_accuracy("${out}" "eval (train --init of the pretrained folder)")
+
+# The Hugging Face fixtures: a BertForMaskedLM (a new pooler and head) and a classifier of other labels.
+run_step(init_mlm train --init ${HF_DIR}/bert-mlm ${data} --out mlm_run --epochs 1 --batch-size 8)
+if(NOT err MATCHES "newly initialized: bert.pooler.dense.weight, bert.pooler.dense.bias, classifier.weight, classifier.bias; not used: cls.predictions")
+  message(FATAL_ERROR "train --init bert-mlm: the load report is not the expected one:\n${err}")
+endif()
+run_step(eval_mlm eval --model mlm_run --data test.jsonl)
+run_step(init_cls train --init ${HF_DIR}/bert-cls ${data} --out cls_run --epochs 1 --batch-size 8)
+if(NOT err MATCHES "newly initialized: classifier.weight, classifier.bias; the folder's classifier \\(labels negative, neutral, positive\\) is replaced")
+  message(FATAL_ERROR "train --init bert-cls: the load report is not the expected one:\n${err}")
+endif()
+
+# LoRA: adapters of rank 2 on query and value (2 layers x 2 x (2 x 32 + 32 x 2)) and the classifier (32 x 2 + 2)
+# trained; the PEFT adapter folder beside the run; eval and predict merge the adapters.
+run_step(lora train --init ${HF_DIR}/bert-cls ${data} --out lora_run --epochs 1 --batch-size 8 --lora-rank 2)
+if(NOT err MATCHES "lora: rank 2, alpha 4, dropout 0: adapters on 4 Linears \\(query, value\\); trained in full: classifier; trainable parameters: 578 of 20556")
+  message(FATAL_ERROR "train --lora-rank 2: the trainable parameter count is not 578 of 20556:\n${err}")
+endif()
+foreach(f adapter/adapter_config.json adapter/adapter_model.safetensors model.safetensors)
+  expect_file(${WORK_DIR}/lora_run/${f})
+endforeach()
+file(READ ${WORK_DIR}/lora_run/config.json config)
+file(READ ${WORK_DIR}/lora_run/adapter/adapter_config.json adapter)
+if(NOT config MATCHES "\"lora\": {" OR NOT adapter MATCHES "\"peft_type\": \"LORA\"" OR NOT adapter MATCHES "\"r\": 2")
+  message(FATAL_ERROR "train --lora-rank: config.json or the adapter's config lacks the LoRA options:\n${config}\n${adapter}")
+endif()
+run_step(eval_lora eval --model lora_run --data test.jsonl)
+
+# predict --logits of a Hugging Face classifier folder: row 2 of tests/reference/hf/bert_expected.safetensors'
+# cls.logits ("[CLS] the big red [MASK] [SEP]", PyTorch in float64), within float32 rounding.
+file(WRITE ${WORK_DIR}/fixture_text.txt "the big red [MASK]\n")
+set(run_step_input INPUT_FILE ${WORK_DIR}/fixture_text.txt)
+run_step(predict_hf_logits predict --model ${HF_DIR}/bert-cls --logits)
+string(STRIP "${out}" logits)
+string(REPLACE " " ";" logits "${logits}")
+set(expected_logits -0.6301308218511444 1.509844330795591 0.6405753238026989)
+list(LENGTH logits n)
+if(NOT n EQUAL 3)
+  message(FATAL_ERROR "predict --logits of bert-cls printed \"${out}\", expected 3 logits")
+endif()
+# |got - want| < 2e-5, with the bounds written out (CMake has no floating-point arithmetic).
+list(GET logits 0 l0)
+list(GET logits 1 l1)
+list(GET logits 2 l2)
+if(NOT (l0 GREATER -0.630151 AND l0 LESS -0.630111 AND l1 GREATER 1.509824 AND l1 LESS 1.509864 AND
+        l2 GREATER 0.640555 AND l2 LESS 0.640595))
+  message(FATAL_ERROR "predict --logits of bert-cls printed ${out}expected ${expected_logits} (PyTorch, float64)")
+endif()
+run_step(predict_hf predict --model ${HF_DIR}/bert-cls)
+if(NOT out MATCHES "^neutral\t0\\.[0-9]+\n$")
+  message(FATAL_ERROR "predict --model bert-cls printed \"${out}\", expected the label of id2label's largest logit")
+endif()
+
+# export: the LoRA run (adapters merged) as a Hugging Face folder; predict on it prints what predict on the run
+# prints, and eval reads it too.
+run_step(export export --model lora_run --out lora_hf)
+foreach(f config.json model.safetensors vocab.txt tokenizer_config.json special_tokens_map.json)
+  expect_file(${WORK_DIR}/lora_hf/${f})
+endforeach()
+file(READ ${WORK_DIR}/lora_hf/config.json config)
+if(NOT config MATCHES "BertForSequenceClassification" OR NOT config MATCHES "\"id2label\"" OR config MATCHES "lora")
+  message(FATAL_ERROR "export: config.json is not a BertForSequenceClassification's with id2label:\n${config}")
+endif()
+file(WRITE ${WORK_DIR}/mixed_texts.txt "free money winner click offer cash prize\nthe cat sat on the mat\n"
+     "a dog ran to the park and then it was fun\n${long_text}\n")
+set(run_step_input INPUT_FILE ${WORK_DIR}/mixed_texts.txt)
+foreach(flag "" "--logits")
+  run_step(predict_run predict --model lora_run ${flag})
+  set(from_run "${out}")
+  run_step(predict_export predict --model lora_hf ${flag})
+  if(NOT out STREQUAL from_run OR from_run STREQUAL "")
+    message(FATAL_ERROR "predict ${flag}: the export printed\n${out}\nthe run printed\n${from_run}")
+  endif()
+endforeach()
+unset(run_step_input)
+run_step(eval_export eval --model lora_hf --data test.jsonl)
+
+# BERT errors name the option and the folder.
+file(MAKE_DIRECTORY ${WORK_DIR}/no_config)
+file(WRITE ${WORK_DIR}/no_config/vocab.txt "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n")
+expect_error(init_no_config 1 "--init no_config holds no config.json" train --init no_config ${data} --out never)
+expect_error(init_gpt2 1 "--init .*gpt2: config.json has model_type \"gpt2\", expected \"bert\""
+             train --init ${HF_DIR}/gpt2 ${data} --out never)
+expect_error(lora_without_init 2 "--lora-rank requires --init" train ${data} --out never --lora-rank 2)
+expect_error(init_size 2 "--d-model: does not apply with --init" train --init bert ${data} --out never --d-model 32)
+file(WRITE ${WORK_DIR}/empty.txt "\n  \n")
+expect_error(pretrain_empty 1 "--corpus empty.txt holds no text" pretrain --corpus corpus.txt empty.txt --out never
+             ${tiny_bert})
+expect_error(predict_mlm 1 "bert-mlm is not a sequence classifier: its checkpoint lacks .*classifier.weight"
+             predict --model ${HF_DIR}/bert-mlm)
+expect_error(eval_pretraining_run 1 "is a masked-LM pretraining run" eval --model bert/training --data test.jsonl)
+expect_error(export_transformer 1 "--model run is a transformer run: export writes bert runs"
+             export --model run --out never)
+expect_no_file(${WORK_DIR}/never)
+message(STATUS "text_classifier cli bert ok")
