@@ -33,8 +33,23 @@ namespace text_classifier {
 namespace ef = eigenformer;
 using Clock = std::chrono::steady_clock;
 
-/// Every core the machine reports.
-inline int default_threads() { return cores(); }
+/// The data-parallel world when an MPI launcher started the program (mpirun -np N text_classifier train ...) and
+/// it was built with eigenformer::dist; null when it runs alone.
+inline ef::train::ProcessGroup*& world() {
+  static ef::train::ProcessGroup* w = nullptr;
+  return w;
+}
+inline int world_size() { return world() ? world()->size() : 1; }
+
+/// Every core the machine reports, shared among the ranks an MPI launcher started on this machine.
+inline int default_threads() {
+  for (const char* local : {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE"})
+    if (const char* v = std::getenv(local)) {
+      const int ranks = std::atoi(v);
+      if (ranks > 1) return std::max(1, cores() / ranks);
+    }
+  return cores();
+}
 
 inline double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
@@ -113,7 +128,7 @@ inline CLI::Option* add_fit_options(CLI::App* cmd, FitArgs& f,
   cmd->add_option("--warmup", f.warmup, "warmup steps as a fraction of all steps")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
-  cmd->add_option("--batch-size", f.batch_size, "examples per batch")->capture_default_str()->check(at_least(1));
+  cmd->add_option("--batch-size", f.batch_size, "examples per batch (per rank under mpirun)")->capture_default_str()->check(at_least(1));
   cmd->add_option("--accumulation", f.accumulation, "batches per optimizer step")
       ->capture_default_str()
       ->check(at_least(1));
@@ -146,6 +161,7 @@ inline ef::train::FitOptions fit_options(const FitArgs& f, const std::filesystem
   fo.resume = f.resume;
   fo.overwrite = f.overwrite;
   fo.allow_changes = f.allow_changes;
+  fo.processes = world();
   return fo;
 }
 
@@ -301,7 +317,7 @@ inline std::pair<ef::data::Batcher, ef::data::Batcher> make_batchers(std::vector
                                                                      std::vector<std::int64_t> valid_labels,
                                                                      const FitArgs& f, std::int64_t pad_id) {
   ef::data::Batcher::Options bo;
-  bo.batch_size = f.batch_size;
+  bo.batch_size = f.batch_size * world_size();  // --batch-size is per rank: N ranks train on batches of N of them
   bo.shuffle = true;
   bo.seed = f.seed;
   bo.pad_id = pad_id;

@@ -366,6 +366,11 @@ const char* const kSizeOptions[] = {"--model",   "--vocab-size", "--d-model",   
 
 }  // namespace
 
+/// Swallows what is written to it (the progress of ranks other than 0).
+struct NullBuffer : std::streambuf {
+  int overflow(int c) override { return traits_type::not_eof(c); }
+};
+
 int main(int argc, char** argv) {
   CLI::App app{"Train, evaluate and apply a text classifier (eigenformer example)"};
   app.require_subcommand(1);
@@ -527,6 +532,32 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;  // --help: 0; any other parse error is a bad command line
   }
+#if defined(EIGENFORMER_WITH_MPI)
+  // Started by mpirun or srun: train and pretrain split every batch among the ranks; rank 0 alone prints and
+  // writes; the other commands run on rank 0 only.
+  std::unique_ptr<ef::dist::Environment> mpi;
+  if (ef::dist::launched()) {
+    mpi = std::make_unique<ef::dist::Environment>(&argc, &argv);
+    if (mpi->size() > 1) text_classifier::world() = &mpi->world();
+  }
+#endif
+  const int rank = text_classifier::world() ? text_classifier::world()->rank() : 0;
+  std::streambuf* const errors = std::cerr.rdbuf();
+  static NullBuffer quiet;  // outlives main: std::cerr may be flushed at exit
+  if (rank != 0) {
+    if (!*train_cmd && !*pretrain_cmd) return 0;
+    std::cerr.rdbuf(&quiet);  // progress comes from rank 0; errors from any rank (below)
+  }
+  // One rank's error ends every rank (the others would wait for it in the next sum forever).
+  const auto fail = [&](const std::string& message) {
+    std::cerr.rdbuf(errors);
+    std::cerr << "\ntext_classifier: " << (text_classifier::world_size() > 1 ? "rank " + std::to_string(rank) + ": " : "")
+              << "error: " << message << std::endl;
+#if defined(EIGENFORMER_WITH_MPI)
+    if (text_classifier::world_size() > 1) mpi->abort(1);
+#endif
+    return 1;
+  };
   try {
     if (*train_cmd) return train(t);
     if (*pretrain_cmd) return text_classifier::pretrain(p);
@@ -540,12 +571,10 @@ int main(int argc, char** argv) {
       return 0;
     }
   } catch (const std::bad_alloc&) {
-    std::cerr << "\ntext_classifier: error: out of memory (std::bad_alloc): a smaller model (--d-model, --ffn, "
-              << "--layers, --vocab-size) or batch (--batch-size, --max-length) needs less\n";
-    return 1;
+    return fail("out of memory (std::bad_alloc): a smaller model (--d-model, --ffn, --layers, --vocab-size) or "
+                "batch (--batch-size, --max-length) needs less");
   } catch (const std::exception& e) {
-    std::cerr << "\ntext_classifier: error: " << e.what() << "\n";
-    return 1;
+    return fail(e.what());
   }
   return 0;
 }
