@@ -306,4 +306,65 @@ TEST(MultiHeadAttention, SeparateProjectionsEqualSplitAttendMergeAndPassGradchec
                     {"multi_head_attention", "(2, 4, 6)", "k and v (B, S, C)"});
 }
 
+TEST(CachedAttention, EqualsMultiHeadAttentionOverTheCachedPositionsReadInPlace) {
+  // A cache of capacity 7 for B = 2 sequences, width C = 6 (H = 3, D = 2), holding S = 5 positions of which the
+  // last Tq = 2 are the new queries' own; sequence 1's first position is padding.
+  const Index B = 2, cap = 7, C = 6, H = 3, S = 5, Tq = 2;
+  const Tensor<double> k_cache = random_var({B, cap, C}, 61, false).value();
+  const Tensor<double> v_cache = random_var({B, cap, C}, 62, false).value();
+  const Tensor<double> qkv = random_var({B, Tq, 3 * C}, 63, false).value();  // queries in columns [0, C)
+  Tensor<bool> padding = Tensor<bool>::zeros({B, cap});
+  padding(1, 0) = true;
+  KeyValueView<double> view;
+  view.k = k_cache.data();
+  view.v = v_cache.data();
+  view.batch = B;
+  view.width = C;
+  view.ld = C;
+  view.batch_stride = cap * C;
+  view.length = S;
+  view.key_padding = padding;
+  const Tensor<double> got = cached_multi_head_attention(qkv, H, view);
+  ASSERT_EQ(got.shape(), (Shape{B, Tq, C}));
+  // The reference: the first S positions copied out, multi_head_attention with a causal mask offset by S - Tq.
+  Tensor<double> q = Tensor<double>::empty({B, Tq, C}), k = Tensor<double>::empty({B, S, C}), v = k.clone();
+  Tensor<bool> kp = Tensor<bool>::empty({B, S});
+  for (Index b = 0; b < B; ++b) {
+    for (Index t = 0; t < Tq; ++t) std::copy_n(qkv.data() + (b * Tq + t) * 3 * C, C, q.data() + (b * Tq + t) * C);
+    std::copy_n(k_cache.data() + b * cap * C, S * C, k.data() + b * S * C);
+    std::copy_n(v_cache.data() + b * cap * C, S * C, v.data() + b * S * C);
+    std::copy_n(padding.data() + b * cap, S, kp.data() + b * S);
+  }
+  AttentionMask<double> m;
+  m.causal = true;
+  m.query_offset = S - Tq;
+  m.key_padding = kp;
+  const Var<double> want = multi_head_attention(Var<double>(q), Var<double>(k), Var<double>(v), H, m);
+  EXPECT_TRUE(got.allclose(want.value(), 1e-13, 1e-14));
+  // A custom scale, and a query whose keys are all padding gets zeros.
+  EXPECT_TRUE(cached_multi_head_attention(qkv, H, view, 0.25).allclose(
+      [&] {
+        AttentionOptions<double> o;
+        o.scale = 0.25;
+        return multi_head_attention(Var<double>(q), Var<double>(k), Var<double>(v), H, m, o).value();
+      }(),
+      1e-13, 1e-14));
+  Tensor<bool> all_padding = Tensor<bool>::full({B, cap}, true);
+  view.key_padding = all_padding;
+  EXPECT_TRUE(cached_multi_head_attention(qkv, H, view).equal(Tensor<double>::zeros({B, Tq, C})));
+  // Bad views and shapes.
+  view.key_padding = padding;
+  EXPECT_THROW_WITH(cached_multi_head_attention(qkv, 4, view), ValueError,
+                    {"cached_multi_head_attention", "num_heads is 4", "divisible"});
+  EXPECT_THROW_WITH(cached_multi_head_attention(Tensor<double>::zeros({3, Tq, C}), H, view), ShapeError,
+                    {"q is (3, 2, 6)", "expected (2, Tq, W)"});
+  view.length = 1;
+  EXPECT_THROW_WITH(cached_multi_head_attention(qkv, H, view), ValueError, {"2 queries but the cache holds 1"});
+  view.length = 8;
+  EXPECT_THROW_WITH(cached_multi_head_attention(qkv, H, view), ValueError, {"batch stride >= length * ld"});
+  view.length = S;
+  view.key_padding = Tensor<bool>::zeros({B, 3});
+  EXPECT_THROW_WITH(cached_multi_head_attention(qkv, H, view), ShapeError, {"key_padding is (2, 3)", "P >= 5"});
+}
+
 }  // namespace attention_test

@@ -54,15 +54,34 @@ Var<T> gelu(const Var<T>& x, GeluApproximation approx = GeluApproximation::none)
           return cdf + v * kInvSqrt2Pi * std::exp(T(-0.5) * v * v);
         });
   }
-  // y = x (1 + tanh(u)) / 2 with u = sqrt(2/pi) (x + 0.044715 x^3);
-  // dy/dx = (1 + tanh u) / 2 + x (1 - tanh^2 u) sqrt(2/pi) (1 + 3 * 0.044715 x^2) / 2.
-  return detail::unary_map(
-      "gelu", x,
-      [=](T v) { return T(0.5) * v * (T(1) + std::tanh(kSqrt2OverPi * (v + kKappa * v * v * v))); },
-      [=](T v, T) {
-        const T t = std::tanh(kSqrt2OverPi * (v + kKappa * v * v * v));
-        return T(0.5) * (T(1) + t) + T(0.5) * v * (T(1) - t * t) * kSqrt2OverPi * (T(1) + T(3) * kKappa * v * v);
-      });
+  // y = x (1 + tanh(u)) / 2 with u = sqrt(2/pi) (x + 0.044715 x^3), computed as x s with s = (1 + tanh u) / 2 =
+  // 1 / (1 + exp(-2u)): the same value without the cancellation of 1 + tanh(u) for u << 0, and whole SIMD registers
+  // of exp (Eigen's vectorized exp; a scalar tanh per element cost more than the GEMMs around it).
+  // dy/dx = s + 2 x s (1 - s) sqrt(2/pi) (1 + 3 * 0.044715 x^2); the backward recomputes s from x.
+  using ArrayMap = typename Tensor<T>::ArrayMap;
+  using ConstArrayMap = typename Tensor<T>::ConstArrayMap;
+  Tensor<T> y = Tensor<T>::empty(x.shape());
+  const T* px = x.value().data();
+  T* py = y.data();
+  detail::parallel_chunks(y.numel(), 20.0, [&](Index begin, Index end) {
+    const ConstArrayMap v(px + begin, end - begin);
+    ArrayMap(py + begin, end - begin) = v / (T(1) + (T(-2) * kSqrt2OverPi * (v + kKappa * v.cube())).exp());
+  });
+  Var<T> out(y, {x}, "gelu");
+  out.on_backward([x, s2 = kSqrt2OverPi, kappa = kKappa](const Tensor<T>& dy) {
+    Tensor<T> dx = Tensor<T>::empty(dy.shape());
+    const T* px = x.value().data();
+    const T* pdy = dy.data();
+    T* pdx = dx.data();
+    detail::parallel_chunks(dx.numel(), 30.0, [&](Index begin, Index end) {
+      const ConstArrayMap v(px + begin, end - begin);
+      ArrayMap d(pdx + begin, end - begin);
+      d = T(1) / (T(1) + (T(-2) * s2 * (v + kappa * v.cube())).exp());  // s, then the gradient over it
+      d = ConstArrayMap(pdy + begin, end - begin) * (d + T(2) * v * d * (T(1) - d) * s2 * (T(1) + T(3) * kappa * v.square()));
+    });
+    x.accumulate_grad(std::move(dx));
+  });
+  return out;
 }
 
 /// Hyperbolic tangent; dy/dx = 1 - y^2.

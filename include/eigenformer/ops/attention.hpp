@@ -1,7 +1,8 @@
 // Fused scaled dot-product attention, softmax(Q K^T * scale + mask) V with optional dropout on the
 // probabilities (Vaswani et al. 2017; torch.nn.functional.scaled_dot_product_attention with boolean masks where
 // true means "ignore", as in torch.nn.MultiheadAttention), its multi-head form on packed (B, T, 3C) projections,
-// and the head split and merge of multi-head attention.
+// the head split and merge of multi-head attention, and the forward-only attention of decoding steps over a
+// key/value cache read in place.
 #pragma once
 
 #include <algorithm>
@@ -28,6 +29,7 @@ struct AttentionMask {
   Tensor<T> attn_bias;       // (T, S): added to the scores (-inf forbids a pair)
   bool causal = false;       // query t may attend keys s <= t + query_offset only (torch's is_causal when 0)
   Index query_offset = 0;    // the position of the first query among the keys: the length of a key/value cache
+  Index key_padding_stride = 0;  // values between key_padding's rows when it is wider than S (a cache's); 0 = S
 };
 
 /// Attention options: dropout on the probabilities (training only), a custom scale, probabilities out.
@@ -83,9 +85,11 @@ void attention_head_probs(const AttentionProblem<T>& pr, const AttentionMask<T>&
       if (mask.attn_mask.defined())
         for (Index s = 0; s < S; ++s)
           if (mask.attn_mask.data()[t * S + s]) row[s] = neg_inf;
-      if (mask.key_padding.defined())
+      if (mask.key_padding.defined()) {
+        const bool* pad = mask.key_padding.data() + b * (mask.key_padding_stride > 0 ? mask.key_padding_stride : S);
         for (Index s = 0; s < S; ++s)
-          if (mask.key_padding.data()[b * S + s]) row[s] = neg_inf;
+          if (pad[s]) row[s] = neg_inf;
+      }
       if (mask.causal)  // query t is at position t + query_offset among the keys
         for (Index s = std::max<Index>(0, t + 1 + mask.query_offset); s < S; ++s) row[s] = neg_inf;
     }
@@ -490,6 +494,70 @@ Var<T> merge_heads(const Var<T>& x) {
         for (Index t = 0; t < Tn; ++t)
           std::copy_n(dy.data() + (b * Tn + t) * H * D + h * D, D, g.data() + ((b * H + h) * Tn + t) * D);
     x.accumulate_grad(std::move(g));
+  });
+  return out;
+}
+
+/// The keys and values of a decoder's earlier positions, read in place by cached_multi_head_attention: position s
+/// of batch entry b is the row k + b * batch_stride + s * ld (the heads side by side, width / H values each), and
+/// likewise for v.
+template <typename T>
+struct KeyValueView {
+  const T* k = nullptr;
+  const T* v = nullptr;
+  Index batch = 0;         // B
+  Index width = 0;         // C = H * D values per position
+  Index ld = 0;            // values between consecutive positions (>= width)
+  Index batch_stride = 0;  // values between batch entries (a cache's capacity * ld)
+  Index length = 0;        // positions held, the new queries' own included
+  Tensor<bool> key_padding;  // (B, P) with P >= length: true = that position is padding; undefined = none
+};
+
+/// Multi-head attention of Tq new queries over the keys and values of a cache, forward only (decoding: no graph).
+/// q (B, Tq, W) holds the queries in its first C = cache.width columns (a packed (B, Tq, 3C) projection as is);
+/// query t is at position cache.length - Tq + t and attends the keys up to that position that are not padding
+/// (a query with none, a padding position of a left-padded prompt, gets zeros). scale 0 means 1 / sqrt(D).
+/// Returns (B, Tq, C), the heads merged; the cache is read where it lies, never copied.
+template <typename T>
+Tensor<T> cached_multi_head_attention(const Tensor<T>& q, Index num_heads, const KeyValueView<T>& cache,
+                                      T scale = T(0)) {
+  const char* fn = "cached_multi_head_attention";
+  const Index C = cache.width;
+  if (num_heads <= 0 || C <= 0 || C % num_heads != 0)
+    throw ValueError(detail::concat(fn, ": num_heads is ", num_heads, ", cache width is ", C,
+                                    ", expected a width > 0 divisible by num_heads"));
+  if (q.dim() != 3 || q.size(0) != cache.batch || q.size(2) < C)
+    throw ShapeError(detail::concat(fn, ": q is ", to_string(q.shape()), ", expected (", cache.batch,
+                                    ", Tq, W) with W >= the cache width ", C));
+  const Index B = q.size(0), Tq = q.size(1), ldq = q.size(2), H = num_heads, D = C / H, S = cache.length;
+  if (Tq > S)
+    throw ValueError(detail::concat(fn, ": ", Tq, " queries but the cache holds ", S,
+                                    " positions, expected the new positions to be in the cache"));
+  if (!cache.k || !cache.v || cache.ld < C || cache.batch_stride < S * cache.ld)
+    throw ValueError(detail::concat(fn, ": the cache view has ld ", cache.ld, " and batch stride ",
+                                    cache.batch_stride, ", expected buffers with ld >= ", C,
+                                    " and batch stride >= length * ld = ", S * cache.ld));
+  AttentionMask<T> mask;
+  mask.causal = true;
+  mask.query_offset = S - Tq;
+  if (cache.key_padding.defined()) {
+    if (cache.key_padding.dim() != 2 || cache.key_padding.size(0) != B || cache.key_padding.size(1) < S)
+      throw ShapeError(detail::concat(fn, ": key_padding is ", to_string(cache.key_padding.shape()), ", expected (",
+                                      B, ", P) with P >= ", S));
+    mask.key_padding = cache.key_padding;
+    mask.key_padding_stride = cache.key_padding.size(1);
+  }
+  const detail::AttentionProblem<T> pr{B, H, Tq, S, D, D,
+                                       scale != T(0) ? scale : T(1) / std::sqrt(static_cast<T>(D))};
+  Tensor<T> out = Tensor<T>::empty({B, Tq, C});
+  const T* pq = q.data();
+  detail::parallel_for(B * H, 4.0 * static_cast<double>(Tq * S * D), [&](Index bh) {
+    const Index b = bh / H, h = bh % H;
+    const detail::HeadOperands<T> ops{pq + b * Tq * ldq + h * D, cache.k + b * cache.batch_stride + h * D,
+                                      cache.v + b * cache.batch_stride + h * D, ldq, cache.ld, cache.ld};
+    T* probs = detail::attention_scratch<T>(Tq * S);  // (Tq, S)
+    detail::attention_head_forward(pr, mask, bh, ops, probs, static_cast<const T*>(nullptr),
+                                   out.data() + b * Tq * C + h * D, C, static_cast<T*>(nullptr));
   });
   return out;
 }

@@ -15,6 +15,7 @@
 #include "eigenformer/core/execution.hpp"
 #include "eigenformer/core/parallel.hpp"
 #include "eigenformer/ops/gemm_kernel.hpp"
+#include "eigenformer/ops/streaming_gemm_kernel.hpp"
 
 namespace eigenformer {
 namespace detail {
@@ -103,6 +104,7 @@ enum class GemmBackend {
   eigen,          // Eigen's product (which calls the BLAS for large products in EIGEN_USE_BLAS builds)
   eigen_lazy,     // Eigen's coefficient-wise product: never calls the BLAS
   packed,         // the packed float kernel (ops/gemm_kernel.hpp), on our OpenMP threads when large
+  streaming,      // a few rows times a large weight, the weight streamed once (ops/streaming_gemm_kernel.hpp)
   blas,           // one call of the BLAS on the calling thread
   blas_split,     // C split into one piece per OpenMP thread, each piece a one-thread BLAS call
   blas_threaded,  // one call of a BLAS that runs its own threads
@@ -149,7 +151,9 @@ inline bool blas_small_product_allocates(const GemmSituation& s) {
              kBlasSmallKernelMaxMultiplyAdds;
 }
 
-/// The backend of a product. With a BLAS: on one thread every product goes to it (it matches or beats the packed
+/// The backend of a product. First, float products of at most kStreamingMaxRows rows with an untransposed A and a
+/// weight of kStreamingMinWeightBytes or more (a decoding step's) go to the streaming kernel. With a BLAS: on one
+/// thread every other product goes to it (it matches or beats the packed
 /// kernel at every size there), except those its small kernels would malloc for; with more threads and a
 /// one-thread BLAS (what set_num_threads sets up), large products are split across our threads, one BLAS call
 /// each; with a BLAS that threads itself, only very large ones go to it. Never from inside a parallel region (a
@@ -158,6 +162,11 @@ inline bool blas_small_product_allocates(const GemmSituation& s) {
 /// packing, else Eigen, coefficient-wise where Eigen would hand an allocating small product to the BLAS.
 inline GemmBackend choose_gemm_backend(const GemmSituation& s) {
   if (s.m == 0 || s.n == 0) return GemmBackend::none;
+  // A decoding step's products (a few rows, a weight of megabytes) are bound by reading the weight: every other
+  // backend packs it first. The float kernels' CPU requirement is the packed kernel's.
+  if (s.packed_kernel && !s.transpose_a && s.m <= kStreamingMaxRows && s.k > 0 &&
+      4.0 * static_cast<double>(s.n) * static_cast<double>(s.k) >= kStreamingMinWeightBytes)
+    return GemmBackend::streaming;
   const bool blas_ok = s.blas_build && s.blas_scalar && s.fits_blas_int && s.k > 0;
   const bool small_allocates = blas_small_product_allocates(s);
   if (blas_ok) {
@@ -345,6 +354,13 @@ void gemm(const GemmProduct<T>& p) {
       return;
 #endif
 #ifdef EIGENFORMER_GEMM_AVX2
+    case GemmBackend::streaming:
+      if constexpr (std::is_same_v<T, float>) {
+        streaming::gemm(p.m, p.n, p.k, p.a, p.lda, p.b, p.ldb, p.transpose_b, p.c, p.ldc, p.accumulate,
+                        p.epilogue.bias, p.epilogue.relu);
+        return;
+      }
+      break;
     case GemmBackend::packed:
       if constexpr (std::is_same_v<T, float>) {
         gemm_avx2::gemm(p.m, p.n, p.k, p.a, p.lda, p.transpose_a, p.b, p.ldb, p.transpose_b, p.c, p.ldc,
