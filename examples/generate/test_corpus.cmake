@@ -1,0 +1,16 @@
+# make_fortunes(PATH): a fortune file of 120 short entries built from a few words (the same on every run), for
+# the generate and train_gpt tests.
+function(make_fortunes path)
+  set(words cat dog sat on the mat and ran far away home quickly slowly)
+  set(text "")
+  foreach(i RANGE 1 120)
+    foreach(k RANGE 1 9)
+      math(EXPR s "${i} * 17 + ${k}")
+      string(RANDOM LENGTH 1 ALPHABET "0123456789" RANDOM_SEED ${s} w)
+      list(GET words ${w} word)
+      string(APPEND text "${word} ")
+    endforeach()
+    string(APPEND text "\n%\n")
+  endforeach()
+  file(WRITE ${path} ${text})
+endfunction()
