@@ -182,9 +182,13 @@ class ConsoleReporter : public Reporter {
          << format_duration(s.seconds);
     if (s.best_epoch > 0) {
       char buf[160];
-      std::snprintf(buf, sizeof buf, "; best epoch %ld: %s %.4f, valid loss %.4f", static_cast<long>(s.best_epoch),
-                    s.monitor.c_str(), s.best_value, s.best_valid_loss);
+      std::snprintf(buf, sizeof buf, "; best epoch %ld: %s %.4f", static_cast<long>(s.best_epoch), s.monitor.c_str(),
+                    s.best_value);
       out_ << buf;
+      if (s.monitor != "valid_loss") {  // the loss as well, unless it is what picked the epoch
+        std::snprintf(buf, sizeof buf, ", valid loss %.4f", s.best_valid_loss);
+        out_ << buf;
+      }
     }
     out_ << '\n';
     out_.flush();
