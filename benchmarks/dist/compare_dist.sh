@@ -20,8 +20,9 @@ python3 - "$out" <<'PY'
 import re, statistics, sys
 rows = {}
 for line in open(sys.argv[1]):
-    f = dict(zip(line.split()[0::2], line.split()[1::2]))
-    rows.setdefault((f["config"], f["ranks"]), []).append((float(f["step_ms"]), float(f["allreduce_wait_ms"])))
+    m = re.search(r"config (\S+) ranks (\d+) .*step_ms ([\d.]+) allreduce_wait_ms ([\d.]+)", line)
+    if m:  # "batch 32 (per rank 16)" does not split into pairs: read the fields by name
+        rows.setdefault((m[1], m[2]), []).append((float(m[3]), float(m[4])))
 print("| config | 1 rank x 2 threads step ms | 2 ranks x 1 thread step ms | wait ms | ratio (1x2 / 2x1) |")
 print("|---|---|---|---|---|")
 for config in ("tiny", "mini", "base-layer"):
