@@ -2,6 +2,8 @@
 // torch.relu, torch.nn.functional.gelu(approximate='none' | 'tanh'), torch.tanh and torch.sigmoid.
 #pragma once
 
+#include <unsupported/Eigen/SpecialFunctions>  // ArrayBase::erf
+
 #include <cmath>
 
 #include "eigenformer/ops/elementwise.hpp"
@@ -45,21 +47,39 @@ Var<T> gelu(const Var<T>& x, GeluApproximation approx = GeluApproximation::none)
   constexpr T kInvSqrt2Pi = T(0.39894228040143267794);   // 1 / sqrt(2 pi)
   constexpr T kSqrt2OverPi = T(0.79788456080286535588);  // sqrt(2 / pi)
   constexpr T kKappa = T(0.044715);
+  using ArrayMap = typename Tensor<T>::ArrayMap;
+  using ConstArrayMap = typename Tensor<T>::ConstArrayMap;
   if (approx == GeluApproximation::none) {
     // y = x Phi(x), Phi(x) = (1 + erf(x / sqrt 2)) / 2;  dy/dx = Phi(x) + x phi(x), phi the standard normal pdf.
-    return detail::unary_map(
-        "gelu", x, [=](T v) { return v * T(0.5) * (T(1) + std::erf(v * kSqrt1_2)); },
-        [=](T v, T) {
-          const T cdf = T(0.5) * (T(1) + std::erf(v * kSqrt1_2));
-          return cdf + v * kInvSqrt2Pi * std::exp(T(-0.5) * v * v);
-        });
+    // Eigen's array erf: whole SIMD registers for float (a rational approximation within a few ulp), std::erf
+    // for double.
+    Tensor<T> y = Tensor<T>::empty(x.shape());
+    const T* px = x.value().data();
+    T* py = y.data();
+    detail::parallel_chunks(y.numel(), 20.0, [&](Index begin, Index end) {
+      const ConstArrayMap v(px + begin, end - begin);
+      ArrayMap(py + begin, end - begin) = v * (T(0.5) + T(0.5) * (v * kSqrt1_2).erf());
+    });
+    Var<T> out(y, {x}, "gelu");
+    out.on_backward([x, kSqrt1_2, kInvSqrt2Pi](const Tensor<T>& dy) {
+      Tensor<T> dx = Tensor<T>::empty(dy.shape());
+      const T* px = x.value().data();
+      const T* pdy = dy.data();
+      T* pdx = dx.data();
+      detail::parallel_chunks(dx.numel(), 30.0, [&](Index begin, Index end) {
+        const ConstArrayMap v(px + begin, end - begin);
+        ArrayMap d(pdx + begin, end - begin);
+        d = T(0.5) + T(0.5) * (v * kSqrt1_2).erf();  // Phi(x), then the gradient over it
+        d = ConstArrayMap(pdy + begin, end - begin) * (d + v * kInvSqrt2Pi * (T(-0.5) * v.square()).exp());
+      });
+      x.accumulate_grad(std::move(dx));
+    });
+    return out;
   }
   // y = x (1 + tanh(u)) / 2 with u = sqrt(2/pi) (x + 0.044715 x^3), computed as x s with s = (1 + tanh u) / 2 =
   // 1 / (1 + exp(-2u)): the same value without the cancellation of 1 + tanh(u) for u << 0, and whole SIMD registers
   // of exp (Eigen's vectorized exp; a scalar tanh per element cost more than the GEMMs around it).
   // dy/dx = s + 2 x s (1 - s) sqrt(2/pi) (1 + 3 * 0.044715 x^2); the backward recomputes s from x.
-  using ArrayMap = typename Tensor<T>::ArrayMap;
-  using ConstArrayMap = typename Tensor<T>::ConstArrayMap;
   Tensor<T> y = Tensor<T>::empty(x.shape());
   const T* px = x.value().data();
   T* py = y.data();
