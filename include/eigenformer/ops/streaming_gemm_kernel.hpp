@@ -192,36 +192,25 @@ EIGENFORMER_STREAMING_KERNELS(avx2, "avx2,fma", Avx2)
 /// The kernels of one instruction set: V vectors of columns per register tile (AVX2 has 16 registers, AVX-512 32).
 template <class S>
 struct Kernels;
-template <>
-struct Kernels<Avx512> {
-  static constexpr int V = 4, dot_rows = 4;
-  static constexpr auto rows = avx512::rows_times_weight;
-  template <int R>
-  static void tile(Index k, const float* a, Index lda, const float* b, Index ldb, float* c, Index ldc, Index j0,
-                   Index j1, bool prefetch) {
-    avx512::tile_times_weight<R, V>(k, a, lda, b, ldb, c, ldc, j0, j1, prefetch);
-  }
-  template <int R>
-  static void dot(Index k, const float* a, Index lda, const float* b, Index ldb, float* c, Index ldc, Index j0,
-                  Index j1, bool prefetch) {
-    avx512::tile_dot_weight_rows<R>(k, a, lda, b, ldb, c, ldc, j0, j1, prefetch);
-  }
-};
-template <>
-struct Kernels<Avx2> {
-  static constexpr int V = 2, dot_rows = 2;
-  static constexpr auto rows = avx2::rows_times_weight;
-  template <int R>
-  static void tile(Index k, const float* a, Index lda, const float* b, Index ldb, float* c, Index ldc, Index j0,
-                   Index j1, bool prefetch) {
-    avx2::tile_times_weight<R, V>(k, a, lda, b, ldb, c, ldc, j0, j1, prefetch);
-  }
-  template <int R>
-  static void dot(Index k, const float* a, Index lda, const float* b, Index ldb, float* c, Index ldc, Index j0,
-                  Index j1, bool prefetch) {
-    avx2::tile_dot_weight_rows<R>(k, a, lda, b, ldb, c, ldc, j0, j1, prefetch);
-  }
-};
+#define EIGENFORMER_STREAMING_KERNEL_TABLE(NS, S, VECTORS, DOT_ROWS)                                                  \
+  template <>                                                                                                        \
+  struct Kernels<S> {                                                                                                \
+    static constexpr int V = VECTORS, dot_rows = DOT_ROWS;                                                           \
+    static constexpr auto rows = NS::rows_times_weight;                                                              \
+    template <int R>                                                                                                 \
+    static void tile(Index k, const float* a, Index lda, const float* b, Index ldb, float* c, Index ldc, Index j0,   \
+                     Index j1, bool prefetch) {                                                                      \
+      NS::tile_times_weight<R, V>(k, a, lda, b, ldb, c, ldc, j0, j1, prefetch);                                      \
+    }                                                                                                                \
+    template <int R>                                                                                                 \
+    static void dot(Index k, const float* a, Index lda, const float* b, Index ldb, float* c, Index ldc, Index j0,    \
+                    Index j1, bool prefetch) {                                                                       \
+      NS::tile_dot_weight_rows<R>(k, a, lda, b, ldb, c, ldc, j0, j1, prefetch);                                      \
+    }                                                                                                                \
+  };
+EIGENFORMER_STREAMING_KERNEL_TABLE(avx512, Avx512, 4, 4)
+EIGENFORMER_STREAMING_KERNEL_TABLE(avx2, Avx2, 2, 2)
+#undef EIGENFORMER_STREAMING_KERNEL_TABLE
 
 /// C's columns [j0, j1): zeroed first unless accumulate, the product added, then the bias and relu. One or two rows
 /// sweep B's rows (the whole bandwidth goes to B); more rows take B in register tiles (their arithmetic would
