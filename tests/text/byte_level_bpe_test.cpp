@@ -160,6 +160,17 @@ TEST(ByteLevelBpe, MissingByteTokensAreDroppedOrUnknown) {
   EXPECT_EQ(ByteLevelBpe(tokens, {{"a", "b"}}, {}, o).tokenize("axxb"), (Tokens{"a", "<unk>", "b"}));
 }
 
+TEST(ByteLevelBpe, AWordOfDroppedBytesEncodesToNothingAlsoFromTheCache) {
+  // A word none of whose bytes has a token encodes to no ids, and the word cache stores that empty list (once an
+  // undefined memcpy from a null pointer, found by bpe_fuzz under UBSan).
+  const ByteLevelBpe drop({"a", "b", "ab"}, {{"a", "b"}});
+  for (int pass = 0; pass < 2; ++pass) {
+    EXPECT_TRUE(drop.encode("x").empty());
+    EXPECT_TRUE(drop.encode("\x01").empty());
+    EXPECT_EQ(drop.tokenize("ab x ab"), (Tokens{"ab", "ab"}));
+  }
+}
+
 TEST(ByteLevelBpe, ConstructorErrors) {
   const std::vector<std::string> tokens = {"a", "b", "ab"};
   EXPECT_THROW_WITH(ByteLevelBpe(tokens, {{"a", "c"}}), ValueError, {"ByteLevelBpe", "merge 0", "\"c\"", "not in"});

@@ -32,7 +32,8 @@ class BpeWordCache {
   template <typename Id>
   bool find(std::string_view word, std::uint64_t h, std::vector<Id>& ids) const {
     const Slot& s = slots_[h & (kSlots - 1)];
-    if (s.hash != h || s.word_bytes != word.size() || std::memcmp(s.word, word.data(), word.size()) != 0)
+    if (s.hash != h || s.word_bytes != word.size() ||
+        (!word.empty() && std::memcmp(s.word, word.data(), word.size()) != 0))
       return false;
     for (std::size_t i = 0; i < s.id_count; ++i) ids.push_back(static_cast<Id>(s.ids[i]));
     return true;
@@ -45,8 +46,9 @@ class BpeWordCache {
     s.hash = h;
     s.word_bytes = static_cast<std::uint8_t>(word.size());
     s.id_count = static_cast<std::uint8_t>(n);
-    std::memcpy(s.word, word.data(), word.size());
-    std::memcpy(s.ids, ids, n * sizeof(std::int32_t));
+    // memcpy's pointers must not be null even for 0 bytes: an empty word or id list may come with a null one.
+    if (!word.empty()) std::memcpy(s.word, word.data(), word.size());
+    if (n > 0) std::memcpy(s.ids, ids, n * sizeof(std::int32_t));
   }
 
   void clear() noexcept { slots_.fill(Slot{}); }
