@@ -53,55 +53,27 @@ Var<T> gelu(const Var<T>& x, GeluApproximation approx = GeluApproximation::none)
     // y = x Phi(x), Phi(x) = (1 + erf(x / sqrt 2)) / 2;  dy/dx = Phi(x) + x phi(x), phi the standard normal pdf.
     // Eigen's array erf: whole SIMD registers for float (a rational approximation within a few ulp), std::erf
     // for double.
-    Tensor<T> y = Tensor<T>::empty(x.shape());
-    const T* px = x.value().data();
-    T* py = y.data();
-    detail::parallel_chunks(y.numel(), 20.0, [&](Index begin, Index end) {
-      const ConstArrayMap v(px + begin, end - begin);
-      ArrayMap(py + begin, end - begin) = v * (T(0.5) + T(0.5) * (v * kSqrt1_2).erf());
-    });
-    Var<T> out(y, {x}, "gelu");
-    out.on_backward([x, kSqrt1_2, kInvSqrt2Pi](const Tensor<T>& dy) {
-      Tensor<T> dx = Tensor<T>::empty(dy.shape());
-      const T* px = x.value().data();
-      const T* pdy = dy.data();
-      T* pdx = dx.data();
-      detail::parallel_chunks(dx.numel(), 30.0, [&](Index begin, Index end) {
-        const ConstArrayMap v(px + begin, end - begin);
-        ArrayMap d(pdx + begin, end - begin);
-        d = T(0.5) + T(0.5) * (v * kSqrt1_2).erf();  // Phi(x), then the gradient over it
-        d = ConstArrayMap(pdy + begin, end - begin) * (d + v * kInvSqrt2Pi * (T(-0.5) * v.square()).exp());
-      });
-      x.accumulate_grad(std::move(dx));
-    });
-    return out;
+    return detail::array_map(
+        "gelu", x, 20.0, 30.0,
+        [=](const ConstArrayMap& v, ArrayMap y) { y = v * (T(0.5) + T(0.5) * (v * kSqrt1_2).erf()); },
+        [=](const ConstArrayMap& v, const ConstArrayMap& dy, ArrayMap d) {
+          d = T(0.5) + T(0.5) * (v * kSqrt1_2).erf();  // Phi(x), then the gradient over it
+          d = dy * (d + v * kInvSqrt2Pi * (T(-0.5) * v.square()).exp());
+        });
   }
   // y = x (1 + tanh(u)) / 2 with u = sqrt(2/pi) (x + 0.044715 x^3), computed as x s with s = (1 + tanh u) / 2 =
   // 1 / (1 + exp(-2u)): the same value without the cancellation of 1 + tanh(u) for u << 0, and whole SIMD registers
   // of exp (Eigen's vectorized exp; a scalar tanh per element cost more than the GEMMs around it).
   // dy/dx = s + 2 x s (1 - s) sqrt(2/pi) (1 + 3 * 0.044715 x^2); the backward recomputes s from x.
-  Tensor<T> y = Tensor<T>::empty(x.shape());
-  const T* px = x.value().data();
-  T* py = y.data();
-  detail::parallel_chunks(y.numel(), 20.0, [&](Index begin, Index end) {
-    const ConstArrayMap v(px + begin, end - begin);
-    ArrayMap(py + begin, end - begin) = v / (T(1) + (T(-2) * kSqrt2OverPi * (v + kKappa * v.cube())).exp());
-  });
-  Var<T> out(y, {x}, "gelu");
-  out.on_backward([x, s2 = kSqrt2OverPi, kappa = kKappa](const Tensor<T>& dy) {
-    Tensor<T> dx = Tensor<T>::empty(dy.shape());
-    const T* px = x.value().data();
-    const T* pdy = dy.data();
-    T* pdx = dx.data();
-    detail::parallel_chunks(dx.numel(), 30.0, [&](Index begin, Index end) {
-      const ConstArrayMap v(px + begin, end - begin);
-      ArrayMap d(pdx + begin, end - begin);
-      d = T(1) / (T(1) + (T(-2) * s2 * (v + kappa * v.cube())).exp());  // s, then the gradient over it
-      d = ConstArrayMap(pdy + begin, end - begin) * (d + T(2) * v * d * (T(1) - d) * s2 * (T(1) + T(3) * kappa * v.square()));
-    });
-    x.accumulate_grad(std::move(dx));
-  });
-  return out;
+  return detail::array_map(
+      "gelu", x, 20.0, 30.0,
+      [=](const ConstArrayMap& v, ArrayMap y) {
+        y = v / (T(1) + (T(-2) * kSqrt2OverPi * (v + kKappa * v.cube())).exp());
+      },
+      [=](const ConstArrayMap& v, const ConstArrayMap& dy, ArrayMap d) {
+        d = T(1) / (T(1) + (T(-2) * kSqrt2OverPi * (v + kKappa * v.cube())).exp());  // s, then the gradient
+        d = dy * (d + T(2) * v * d * (T(1) - d) * kSqrt2OverPi * (T(1) + T(3) * kKappa * v.square()));
+      });
 }
 
 /// Hyperbolic tangent; dy/dx = 1 - y^2.

@@ -35,6 +35,33 @@ Var<T> unary_map(const char* name, const Var<T>& x, F f, DF df) {
   return out;
 }
 
+/// An elementwise op evaluated as Eigen arrays over contiguous chunks (whole SIMD registers):
+/// f(x chunk, y chunk) writes y; the backward's df(x chunk, dy chunk, dx chunk) writes dx.
+template <typename T, class F, class DF>
+Var<T> array_map(const char* name, const Var<T>& x, double forward_cost, double backward_cost, F f, DF df) {
+  using ArrayMap = typename Tensor<T>::ArrayMap;
+  using ConstArrayMap = typename Tensor<T>::ConstArrayMap;
+  Tensor<T> y = Tensor<T>::empty(x.shape());
+  const T* px = x.value().data();
+  T* py = y.data();
+  parallel_chunks(y.numel(), forward_cost, [&](Index begin, Index end) {
+    f(ConstArrayMap(px + begin, end - begin), ArrayMap(py + begin, end - begin));
+  });
+  Var<T> out(y, {x}, name);
+  out.on_backward([x, df, backward_cost](const Tensor<T>& dy) {
+    Tensor<T> dx = Tensor<T>::empty(dy.shape());
+    const T* pxv = x.value().data();
+    const T* pdy = dy.data();
+    T* pdx = dx.data();
+    parallel_chunks(dx.numel(), backward_cost, [&](Index begin, Index end) {
+      df(ConstArrayMap(pxv + begin, end - begin), ConstArrayMap(pdy + begin, end - begin),
+         ArrayMap(pdx + begin, end - begin));
+    });
+    x.accumulate_grad(std::move(dx));
+  });
+  return out;
+}
+
 }  // namespace detail
 
 /// a + b with broadcasting.
