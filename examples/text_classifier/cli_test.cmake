@@ -335,8 +335,15 @@ if(NOT err MATCHES "resuming at epoch 3 of 3" OR NOT err MATCHES "tokenizer: [0-
   message(FATAL_ERROR "pretrain --resume did not continue the run:\n${err}")
 endif()
 run_step(pretrain_whole_word pretrain --corpus corpus.txt --valid valid.jsonl --out bert_ww ${tiny_bert} --epochs 1
-         --whole-word --mask-probability 0.3)
+         --whole-word --mask-probability 0.3 --truncation head_tail --head-tokens 4)
 expect_file(${WORK_DIR}/bert_ww/model.safetensors)
+file(READ ${WORK_DIR}/bert_ww/tokenizer_config.json tokenizer_config)
+if(NOT tokenizer_config MATCHES "\"eigenformer_truncation\": \"head_tail\"" OR
+   NOT tokenizer_config MATCHES "\"eigenformer_head_tokens\": 4")
+  message(FATAL_ERROR "pretrain --truncation head_tail: tokenizer_config.json does not record it:\n${tokenizer_config}")
+endif()
+expect_error(pretrain_head_tokens 1 "--head-tokens 31: expected -1 \\(a quarter\\) or 0 to 30" pretrain
+             --corpus corpus.txt --out never ${tiny_bert} --truncation head_tail --head-tokens 31)
 
 # train --init: the pretrained folder fine-tuned; the run folder is a run's (eval, predict), with BERT's tokenizer.
 run_step(train_init train --init bert --train train.jsonl --valid valid.jsonl --out bert_run --epochs 8 --batch-size 8

@@ -480,6 +480,12 @@ int main(int argc, char** argv) {
                            "model's max_position_embeddings")
       ->capture_default_str()
       ->check(CLI::Range(3, 1 << 16));
+  pretrain_cmd->add_option("--truncation", p.truncation, "head or head_tail (first and last tokens of a long text)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"head", "head_tail"}));
+  pretrain_cmd->add_option("--head-tokens", p.head_tokens, "head_tail: tokens kept from the start (-1 = a quarter; the rest comes from the end)")
+      ->capture_default_str()
+      ->check(CLI::Range(-1, 1 << 20));
   pretrain_cmd->add_option("--dropout", p.dropout, "dropout rate (hidden and attention)")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));

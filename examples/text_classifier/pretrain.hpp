@@ -44,6 +44,8 @@ struct PretrainArgs {
   Index heads = 4;
   Index intermediate = 1024;
   Index max_length = 128;  // ids per text, [CLS] and [SEP] included; also the model's position table
+  std::string truncation = "head";  // or head_tail: the first head_tokens and the last tokens of a long text
+  Index head_tokens = -1;           // head_tail: -1 = a quarter of what fits
   double dropout = 0.1;
   double mask_probability = 0.15;
   bool whole_word = false;
@@ -120,6 +122,9 @@ inline int pretrain(const PretrainArgs& a) {
   if (a.hidden % a.heads != 0)
     throw ef::ValueError(concat("--heads ", a.heads, " does not divide --hidden ", a.hidden,
                                 ": each head takes hidden / heads channels"));
+  if (a.truncation == "head_tail" && a.head_tokens > a.max_length - 2)
+    throw ef::ValueError(concat("--head-tokens ", a.head_tokens, ": expected -1 (a quarter) or 0 to ",
+                                a.max_length - 2, " (--max-length ", a.max_length, " minus [CLS] and [SEP])"));
   check_pretrain_folder(a);
   const std::string size_note = concat("--hidden ", a.hidden, " --intermediate ", a.intermediate, " --layers ",
                                        a.layers, " --vocab-size ", a.vocab_size, " --max-length ", a.max_length);
@@ -192,7 +197,8 @@ inline int pretrain(const PretrainArgs& a) {
   // Texts of special tokens only ([UNK]s, or nothing) have nothing to predict: left out.
   ef::text::EncodeOptions encode;
   encode.max_length = a.max_length;
-  encode.truncation = ef::text::Truncation::head;
+  encode.truncation = a.truncation == "head_tail" ? ef::text::Truncation::head_tail : ef::text::Truncation::head;
+  encode.head_tokens = a.head_tokens;
   Index tokens = 0, longest = 0, dropped = 0;
   const auto encode_set = [&](const std::vector<std::string>& set, bool count) {
     std::vector<std::vector<std::int64_t>> ids = encode_all(tokenizer, set, encode, a.fit.threads), kept;
@@ -258,13 +264,16 @@ inline int pretrain(const PretrainArgs& a) {
       {"model", hf_config_json(model)},
       {"mask_probability", a.mask_probability},
       {"whole_word", a.whole_word},
+      {"truncation", a.truncation},
+      {"head_tokens", a.head_tokens},
       {"batch_size", a.fit.batch_size},
       {"seed", a.fit.seed}};
   fo.save_tokenizer = [&](const fs::path& dir) { ef::text::save_bert_tokenizer(tokenizer, dir, a.max_length); };
   fo.config.model_type = "bert-mlm";
   fo.config.model = hf_config_json(model);
   fo.config.max_length = a.max_length;
-  fo.config.truncation = "head";
+  fo.config.truncation = a.truncation;
+  fo.config.head_tokens = a.head_tokens;
   fo.config.training = fit_record(a.fit);
   fo.config.training["corpus"] = a.corpus;
   fo.config.training["valid"] = a.valid_file;
@@ -274,6 +283,7 @@ inline int pretrain(const PretrainArgs& a) {
   // The model folder: the tokenizer, the weights, config.json last (a folder without it is no model yet).
   const auto write_model_folder = [&] {
     ef::text::save_bert_tokenizer(tokenizer, out, a.max_length);
+    record_truncation(out, fo.config);
     ef::io::save_pretrained(model, out);
   };
   CurvesReporter reporter(std::cerr, console_options(false), ef::train::RunFolder{training},
