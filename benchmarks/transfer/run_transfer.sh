@@ -45,7 +45,7 @@ SCRATCH_LR=${SCRATCH_LR:-1e-3}
 SCRATCH_BATCH=${SCRATCH_BATCH:-16}
 SCRATCH_ARGS=${SCRATCH_ARGS:-""}  # e.g. "--max-length 128" for the pretrained model's truncation
 # (d) LoRA on query and value, the classifier (and the pooler the masked-LM folder lacks) trained in full
-LORA_RANK=${LORA_RANK:-8}
+LORA_RANK=${LORA_RANK:-8}  # 0: no LoRA runs
 LORA_LABELS=${LORA_LABELS:-200}
 LORA_EPOCHS=${LORA_EPOCHS:-10}
 LORA_LR=${LORA_LR:-1e-3}
@@ -138,8 +138,8 @@ for n in $SIZES; do
   done
 done
 
-# (d) LoRA against full fine-tuning (bert-pretrained above) on the LORA_LABELS-label subsets
-for seed in $SEEDS; do
+# (d) LoRA against full fine-tuning (bert-pretrained above) on the LORA_LABELS-label subsets (LORA_RANK=0: skipped)
+[[ $LORA_RANK == 0 ]] || for seed in $SEEDS; do
   run "bert-lora$LORA_RANK" "$LORA_LABELS" "$seed" --init "$PRETRAINED" --lora-rank "$LORA_RANK" \
       --epochs "$LORA_EPOCHS" --lr "$LORA_LR" --batch-size "$LORA_BATCH"
 done
