@@ -148,6 +148,29 @@ inline bool is_hf_folder(const std::filesystem::path& dir) {
   }
 }
 
+/// What a Hugging Face BERT folder's tokenizer_config.json says of truncation, into r: its model_max_length (when
+/// below r.max_length), and the head_tail truncation eigenformer records (transformers truncates the head only).
+inline void read_recorded_truncation(const std::string& dir, const char* fn, ef::train::RunConfig& r) {
+  const std::filesystem::path tc = std::filesystem::path(dir) / "tokenizer_config.json";
+  std::error_code ec;
+  if (!std::filesystem::exists(tc, ec)) return;
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(ef::io::read_text_file(tc, fn));
+  } catch (const nlohmann::json::parse_error& e) {
+    throw ef::IoError(concat(tc.string(), " is not valid JSON: ", e.what()));
+  }
+  if (j.contains("model_max_length") && j["model_max_length"].is_number()) {
+    const double n = j["model_max_length"].get<double>();  // transformers writes 1e30 for "no limit"
+    if (n >= 2 && n < double(r.max_length)) r.max_length = static_cast<Index>(n);
+  }
+  if (j.value("eigenformer_truncation", "") == "head_tail") {
+    r.truncation = "head_tail";
+    if (j.contains("eigenformer_head_tokens") && j["eigenformer_head_tokens"].is_number_integer())
+      r.head_tokens = j["eigenformer_head_tokens"].get<Index>();
+  }
+}
+
 /// The run settings of a Hugging Face BERT folder: its labels (id2label), truncation to the tokenizer's
 /// model_max_length (at most max_position_embeddings) from the head, or as eigenformer's export recorded it.
 inline ef::train::RunConfig hf_run_config(const std::string& dir, const char* option) {
@@ -160,25 +183,7 @@ inline ef::train::RunConfig hf_run_config(const std::string& dir, const char* op
   r.labels = c.labels;
   r.max_length = c.max_position_embeddings;
   r.truncation = "head";
-  const std::filesystem::path tc = std::filesystem::path(dir) / "tokenizer_config.json";
-  std::error_code ec;
-  if (std::filesystem::exists(tc, ec)) {
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(ef::io::read_text_file(tc, "predict"));
-    } catch (const nlohmann::json::parse_error& e) {
-      throw ef::IoError(concat(tc.string(), " is not valid JSON: ", e.what()));
-    }
-    if (j.contains("model_max_length") && j["model_max_length"].is_number()) {
-      const double n = j["model_max_length"].get<double>();  // transformers writes 1e30 for "no limit"
-      if (n >= 2 && n < double(r.max_length)) r.max_length = static_cast<Index>(n);
-    }
-    if (j.value("eigenformer_truncation", "") == "head_tail") {
-      r.truncation = "head_tail";
-      if (j.contains("eigenformer_head_tokens") && j["eigenformer_head_tokens"].is_number_integer())
-        r.head_tokens = j["eigenformer_head_tokens"].get<Index>();
-    }
-  }
+  read_recorded_truncation(dir, "predict", r);
   return r;
 }
 
@@ -318,9 +323,20 @@ inline int train_bert(const TrainArgs& a) {
   if (a.max_length > positions)
     std::cerr << "max_length: " << max_len << " (--max-length " << a.max_length << " is more than the "
               << "max_position_embeddings of " << a.init << ")\n";
-  if (a.truncation == "head_tail" && a.head_tokens > max_len - 2)
-    throw ef::ValueError(concat("--head-tokens ", a.head_tokens, ": expected -1 (a quarter) or 0 to ", max_len - 2,
-                                " (max_length ", max_len, " minus [CLS] and [SEP])"));
+  // Truncation: --truncation and --head-tokens, else as the folder records it (pretrain --truncation head_tail),
+  // else train's default.
+  ef::train::RunConfig recorded;
+  recorded.max_length = positions;
+  recorded.truncation = a.truncation;
+  recorded.head_tokens = a.head_tokens;
+  if (!a.truncation_given) read_recorded_truncation(a.init, "train", recorded);
+  const std::string truncation = recorded.truncation;
+  const Index head_tokens = recorded.head_tokens;
+  if (truncation == "head_tail" && head_tokens > max_len - 2)
+    throw ef::ValueError(concat(a.truncation_given ? "--head-tokens " : "head tokens ", head_tokens,
+                                a.truncation_given ? "" : concat(" (recorded in ", a.init, "/tokenizer_config.json)"),
+                                ": expected -1 (a quarter) or 0 to ", max_len - 2, " (max_length ", max_len,
+                                " minus [CLS] and [SEP])"));
   check_out_folder(a.out_dir, a.fit.resume, a.fit.overwrite);
   const std::string size_note = concat("--init ", a.init, " (hidden_size ", base.hidden_size, ", ",
                                        base.num_hidden_layers, " layers, vocab_size ", base.vocab_size, ")");
@@ -349,8 +365,8 @@ inline int train_bert(const TrainArgs& a) {
   config.model_type = "bert";
   config.labels = d.labels.labels();
   config.max_length = max_len;
-  config.truncation = a.truncation;
-  config.head_tokens = a.head_tokens;
+  config.truncation = truncation;
+  config.head_tokens = head_tokens;
   config.model = hf_config_json(model);
 
   ef::nn::LoraOptions lo;
@@ -402,8 +418,8 @@ inline int train_bert(const TrainArgs& a) {
                     {"valid_data", ef::train::file_fingerprint(a.valid_file)},
                     {"init", folder_fingerprint(a.init)},
                     {"max_length", max_len},
-                    {"truncation", a.truncation},
-                    {"head_tokens", a.head_tokens},
+                    {"truncation", truncation},
+                    {"head_tokens", head_tokens},
                     {"batch_size", a.fit.batch_size},
                     {"seed", a.fit.seed},
                     {"dropout", a.dropout_given ? nlohmann::json(a.dropout) : nlohmann::json()},

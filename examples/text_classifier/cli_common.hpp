@@ -191,6 +191,7 @@ struct TrainArgs {
   Index ffn = 256;
   double dropout = 0.1;
   bool dropout_given = false;  // --init: the folder's dropout rates unless --dropout is given
+  bool truncation_given = false;  // --init: the folder's recorded truncation unless --truncation or --head-tokens
   std::string pooling = "mean";
   std::string positional = "learned";
   double embedding_std = 0.02;  // 0: keep torch.nn.Embedding's N(0, 1)

@@ -361,6 +361,21 @@ if(NOT config MATCHES "\"model_type\": \"bert\"" OR NOT config MATCHES "\"max_le
 endif()
 run_step(eval_init eval --model bert_run --data test.jsonl)
 expect_accuracy("${out}" "eval (train --init of the pretrained folder)")
+# The truncation pretrain recorded is fine-tuning's unless --truncation or --head-tokens is given.
+run_step(train_init_recorded train --init bert_ww --train train.jsonl --valid valid.jsonl --out bert_ww_run
+         --epochs 1 --batch-size 16)
+file(READ ${WORK_DIR}/bert_ww_run/config.json config)
+if(NOT config MATCHES "\"head_tokens\": 4," OR NOT config MATCHES "\"truncation\": \"head_tail\"")
+  message(FATAL_ERROR "train --init bert_ww: config.json lacks the recorded head_tail truncation of 4 tokens:\n${config}")
+endif()
+run_step(train_init_given train --init bert_ww --train train.jsonl --valid valid.jsonl --out bert_ww_head
+         --epochs 1 --batch-size 16 --truncation head)
+file(READ ${WORK_DIR}/bert_ww_head/config.json config)
+if(NOT config MATCHES "\"truncation\": \"head\"")
+  message(FATAL_ERROR "train --init bert_ww --truncation head: config.json lacks truncation head:\n${config}")
+endif()
+expect_error(train_init_recorded_too_long 1 "head tokens 4 \\(recorded in bert_ww/tokenizer_config.json\\): expected -1 \\(a quarter\\) or 0 to 2"
+             train --init bert_ww --train train.jsonl --valid valid.jsonl --out never --max-length 4)
 
 # The Hugging Face fixtures: a BertForMaskedLM (a new pooler and head) and a classifier of other labels.
 run_step(init_mlm train --init ${HF_DIR}/bert-mlm ${data} --out mlm_run --epochs 1 --batch-size 8)

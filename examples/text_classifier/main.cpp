@@ -393,10 +393,10 @@ int main(int argc, char** argv) {
                         "with --init at most, and 0 = all of, the model's max_position_embeddings)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1 << 20));
-  train_cmd->add_option("--truncation", t.truncation, "head or head_tail (first and last tokens)")
+  CLI::Option* truncation = train_cmd->add_option("--truncation", t.truncation, "head or head_tail (first and last tokens; with --init: the folder's, when pretrain recorded it)")
       ->capture_default_str()
       ->check(CLI::IsMember({"head", "head_tail"}));
-  train_cmd->add_option("--head-tokens", t.head_tokens, "head_tail: tokens kept from the start (-1 = a quarter; the rest comes from the end)")
+  CLI::Option* head_tokens = train_cmd->add_option("--head-tokens", t.head_tokens, "head_tail: tokens kept from the start (-1 = a quarter; the rest comes from the end)")
       ->capture_default_str()
       ->check(CLI::Range(-1, 1 << 20));
   train_cmd->add_option("--d-model", t.d_model, "transformer width")->capture_default_str()->check(at_least(1));
@@ -534,6 +534,7 @@ int main(int argc, char** argv) {
                                                t.init + "/config.json");
       if (lr->count() == 0) t.fit.lr = t.lora_rank > 0 ? 5e-4 : 5e-5;
       t.dropout_given = dropout->count() > 0;
+      t.truncation_given = truncation->count() > 0 || head_tokens->count() > 0;
     }
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;  // --help: 0; any other parse error is a bad command line
