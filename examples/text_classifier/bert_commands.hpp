@@ -449,13 +449,13 @@ inline int train_bert(const TrainArgs& a) {
 
 /// Adds to a Hugging Face folder's tokenizer_config.json what eigenformer needs to truncate as the run did: the
 /// head_tail truncation (transformers truncates the head only and ignores these keys).
-inline void record_truncation(const std::filesystem::path& dir, const ef::train::RunConfig& config) {
+inline void record_truncation(const std::filesystem::path& dir, const ef::train::RunConfig& config, const char* fn) {
   if (config.truncation != "head_tail") return;
   const std::filesystem::path path = dir / "tokenizer_config.json";
-  nlohmann::json j = nlohmann::json::parse(ef::io::read_text_file(path, "export"));
+  nlohmann::json j = nlohmann::json::parse(ef::io::read_text_file(path, fn));
   j["eigenformer_truncation"] = "head_tail";
   j["eigenformer_head_tokens"] = config.head_tokens;
-  ef::io::write_text_file_atomically(path, j.dump(2) + "\n", "export");
+  ef::io::write_text_file_atomically(path, j.dump(2) + "\n", fn);
 }
 
 /// export: a bert run as a Hugging Face BertForSequenceClassification folder (adapters merged), with its tokenizer.
@@ -480,7 +480,7 @@ inline int export_bert(const std::string& model_dir, const std::string& out_dir,
   const ef::text::Tokenizer tokenizer = load_folder_tokenizer(folder);
   with_bert_model(folder, tokenizer, [&](auto& model, const ef::text::EncodeOptions&) {
     ef::text::save_bert_tokenizer(tokenizer, out_dir, folder.config.max_length);
-    record_truncation(out_dir, folder.config);
+    record_truncation(out_dir, folder.config, "export");
     ef::io::save_pretrained(model, out_dir);
   });
   std::cout << "wrote " << out_dir << " (BertForSequenceClassification, " << folder.config.labels.size()

@@ -264,10 +264,12 @@ inline int pretrain(const PretrainArgs& a) {
       {"model", hf_config_json(model)},
       {"mask_probability", a.mask_probability},
       {"whole_word", a.whole_word},
-      {"truncation", a.truncation},
-      {"head_tokens", a.head_tokens},
       {"batch_size", a.fit.batch_size},
       {"seed", a.fit.seed}};
+  if (a.truncation != "head") {  // head was the only truncation once: runs from then still resume
+    fo.fingerprint["truncation"] = a.truncation;
+    fo.fingerprint["head_tokens"] = a.head_tokens;
+  }
   fo.save_tokenizer = [&](const fs::path& dir) { ef::text::save_bert_tokenizer(tokenizer, dir, a.max_length); };
   fo.config.model_type = "bert-mlm";
   fo.config.model = hf_config_json(model);
@@ -283,7 +285,7 @@ inline int pretrain(const PretrainArgs& a) {
   // The model folder: the tokenizer, the weights, config.json last (a folder without it is no model yet).
   const auto write_model_folder = [&] {
     ef::text::save_bert_tokenizer(tokenizer, out, a.max_length);
-    record_truncation(out, fo.config);
+    record_truncation(out, fo.config, "pretrain");
     ef::io::save_pretrained(model, out);
   };
   CurvesReporter reporter(std::cerr, console_options(false), ef::train::RunFolder{training},
