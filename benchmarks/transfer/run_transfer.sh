@@ -7,6 +7,9 @@
 #       are validated on valid.jsonl (model selection) and scored on test.jsonl
 #   (c) one CSV line per run appended to $OUT/results.csv: method,labels,seed,test_accuracy,seconds (train + eval)
 #   (d) LoRA (rank $LORA_RANK) against full fine-tuning on the $LORA_LABELS-label subsets
+#   (e) self-training on the $SELF_LABELS-label subsets: the fine-tuned model of (b) labels the other training
+#       e-mails (benchmarks/transfer/pseudo_labels.py keeps those predicted with probability >= $SELF_THRESHOLD),
+#       and the pretrained BERT is fine-tuned anew on the labelled subset plus those; still N true labels
 # A run already in results.csv is skipped, so an interrupted benchmark continues where it stopped; the pretraining
 # resumes from its checkpoint. benchmarks/transfer/spam_subsets.py writes the subsets and scores the TF-IDF +
 # logistic regression baseline on the same ones.
@@ -52,6 +55,10 @@ LORA_LABELS=${LORA_LABELS:-200}
 LORA_EPOCHS=${LORA_EPOCHS:-10}
 LORA_LR=${LORA_LR:-1e-3}
 LORA_BATCH=${LORA_BATCH:-16}
+# (e) self-training (SELF_LABELS="": no self-training runs)
+SELF_LABELS=${SELF_LABELS:-""}
+SELF_THRESHOLD=${SELF_THRESHOLD:-0.9}
+SELF_EPOCHS=${SELF_EPOCHS:-2}
 
 if [[ "${1:-}" == "--smoke" ]]; then
   if [[ ! -f $DATA/train.jsonl || ! -f $DATA/valid.jsonl || ! -f $DATA/test.jsonl ]]; then
@@ -66,7 +73,8 @@ if [[ "${1:-}" == "--smoke" ]]; then
   mkdir -p "$OUT"
   head -n 300 "$DATA/train.jsonl" > "$OUT/corpus.jsonl"  # the first 300 e-mails' texts
   PRETRAIN_CORPUS=$OUT/corpus.jsonl
-  FT_EPOCHS=1 FT_EPOCHS_ALL=1 SCRATCH_EPOCHS=1 LORA_EPOCHS=1
+  FT_EPOCHS=1 FT_EPOCHS_ALL=1 SCRATCH_EPOCHS=1 LORA_EPOCHS=1 SELF_EPOCHS=1
+  SELF_LABELS=$LORA_LABELS
   SCRATCH_ARGS="--d-model 16 --heads 2 --ffn 32 --max-length 32 --vocab-size 500"
   rm -f "$OUT/results.csv"
 elif [[ $# -gt 0 ]]; then
@@ -102,8 +110,8 @@ run() {
     echo "run_transfer: $method $n labels seed $seed: in $RESULTS already" >&2
     return
   fi
-  local train
-  train=$(train_file "$n" "$seed")
+  local train=${RUN_TRAIN:-}  # RUN_TRAIN: a training file other than the subset's
+  [[ -n $train ]] || train=$(train_file "$n" "$seed")
   [[ -f $train ]] || { echo "run_transfer: $train not found (benchmarks/transfer/spam_subsets.py writes it)" >&2; exit 1; }
   local dir=$OUT/runs/$method-$n-seed-$seed start accuracy
   start=$(now)
@@ -146,6 +154,24 @@ done
 [[ $LORA_RANK == 0 ]] || for seed in $SEEDS; do
   run "bert-lora$LORA_RANK" "$LORA_LABELS" "$seed" --init "$PRETRAINED" --lora-rank "$LORA_RANK" \
       --epochs "$LORA_EPOCHS" --lr "$LORA_LR" --batch-size "$LORA_BATCH"
+done
+
+# (e) self-training on the SELF_LABELS-label subsets, the teacher being the fine-tuned run of (b)
+for n in $SELF_LABELS; do
+  for seed in $SEEDS; do
+    teacher=$OUT/runs/bert-pretrained-$n-seed-$seed
+    self_train=$OUT/runs/self-$n-seed-$seed.jsonl
+    if ! grep -q "^bert-self-training,$n,$seed," "$RESULTS"; then
+      [[ -f $teacher/config.json ]] || { echo "run_transfer: self-training needs $teacher (SIZES with $n)" >&2; exit 1; }
+      python3 benchmarks/transfer/pseudo_labels.py texts --train "$DATA/train.jsonl" |
+        "$TC" predict --model "$teacher" --threads "$THREADS" > "$self_train.predictions"
+      python3 benchmarks/transfer/pseudo_labels.py merge --train "$DATA/train.jsonl" \
+        --labelled "$(train_file "$n" "$seed")" --predictions "$self_train.predictions" \
+        --threshold "$SELF_THRESHOLD" --out "$self_train"
+    fi
+    RUN_TRAIN=$self_train run bert-self-training "$n" "$seed" --init "$PRETRAINED" --epochs "$SELF_EPOCHS" \
+        --lr "$FT_LR" --batch-size "$FT_BATCH"
+  done
 done
 
 # Mean [min-max] test accuracy per method and number of labels.
