@@ -4,7 +4,6 @@
 
 #include <cmath>
 #include <limits>
-#include <string>
 #include <utility>
 #include <vector>
 
@@ -12,15 +11,10 @@
 
 namespace eigenformer {
 
-namespace detail {
-
-/// The forward pass shared by softmax and log_softmax: a new tensor whose rows along the last axis are
-/// live(x_row, y_row, row_max) where the row has a finite max, and zeros where the row is entirely -inf (their
-/// indices appended to dead_rows when it is given).
-template <typename T, class Live>
-Tensor<T> softmax_rows(const Var<T>& x, const char* op, std::vector<Index>* dead_rows, Live live) {
-  if (x.dim() == 0)
-    throw ShapeError(std::string(op) + ": x is (), expected at least one dimension (it runs over the last)");
+/// exp(x) / sum(exp(x)) along the last axis; a row that is entirely -inf gives zeros and a zero gradient.
+template <typename T>
+Var<T> softmax(const Var<T>& x) {
+  if (x.dim() == 0) throw ShapeError("softmax: x is (), expected at least one dimension (it runs over the last)");
   using ArrayMap = typename Tensor<T>::ArrayMap;  // one contiguous row
   using ConstArrayMap = typename Tensor<T>::ConstArrayMap;
   const Index c = x.shape().back();
@@ -34,25 +28,11 @@ Tensor<T> softmax_rows(const Var<T>& x, const char* op, std::vector<Index>* dead
     const T m = xr.maxCoeff();
     if (m == -std::numeric_limits<T>::infinity()) {  // nothing to attend to: zeros, not 0/0
       yr.setZero();
-      if (dead_rows) dead_rows->push_back(r);
       continue;
     }
-    live(xr, yr, m);
-  }
-  return y;
-}
-
-}  // namespace detail
-
-/// exp(x) / sum(exp(x)) along the last axis; a row that is entirely -inf gives zeros and a zero gradient.
-template <typename T>
-Var<T> softmax(const Var<T>& x) {
-  const Tensor<T> y = detail::softmax_rows(x, "softmax", nullptr, [](const auto& xr, auto& yr, T m) {
     yr = (xr - m).exp();  // subtract the row max before exp: every exponent <= 0, no overflow
     yr *= T(1) / yr.sum();
-  });
-  const Index c = x.shape().back();
-  const Index rows = c == 0 ? 0 : x.numel() / c;
+  }
 
   Var<T> out(y, {x}, "softmax");
   out.on_backward([x, y, rows, c](const Tensor<T>& dy) {
@@ -73,15 +53,30 @@ Var<T> softmax(const Var<T>& x) {
 /// zeros and a zero gradient, so a fully masked row cannot poison a sum with -inf or NaN.
 template <typename T>
 Var<T> log_softmax(const Var<T>& x) {
+  if (x.dim() == 0)
+    throw ShapeError("log_softmax: x is (), expected at least one dimension (it runs over the last)");
+  using ArrayMap = typename Tensor<T>::ArrayMap;  // one contiguous row
+  using ConstArrayMap = typename Tensor<T>::ConstArrayMap;
+  const Index c = x.shape().back();
+  const Index rows = c == 0 ? 0 : x.numel() / c;
+  Tensor<T> y = Tensor<T>::empty(x.shape());
   std::vector<Index> dead_rows;  // rows that were entirely -inf, zeroed in the backward too
-  const Tensor<T> y = detail::softmax_rows(x, "log_softmax", &dead_rows, [](const auto& xr, auto& yr, T m) {
+  const T* px = x.value().data();
+  T* py = y.data();
+  for (Index r = 0; r < rows; ++r) {
+    ConstArrayMap xr(px + r * c, c);
+    ArrayMap yr(py + r * c, c);
+    const T m = xr.maxCoeff();
+    if (m == -std::numeric_limits<T>::infinity()) {
+      yr.setZero();
+      dead_rows.push_back(r);
+      continue;
+    }
     // Row max taken out of the log-sum-exp: log(sum(exp(x - m))) lies in [0, log(c)], and (x - m) - lse keeps
     // full precision even for logits like 1e4.
     const T lse = std::log((xr - m).exp().sum());
     yr = (xr - m) - lse;
-  });
-  const Index c = x.shape().back();
-  const Index rows = c == 0 ? 0 : x.numel() / c;
+  }
 
   Var<T> out(y, {x}, "log_softmax");
   out.on_backward([x, y, rows, c, dead_rows](const Tensor<T>& dy) {
