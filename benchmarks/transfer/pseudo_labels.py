@@ -47,8 +47,19 @@ def main():
             sys.stdout.write(one_line(row["text"]) + "\n")
         return
 
+    if not 0.0 <= args.threshold <= 1.0:
+        sys.exit(f"pseudo_labels: --threshold is {args.threshold}, expected a probability in [0, 1]")
+    predictions = []
     with open(args.predictions, encoding="utf-8") as f:
-        predictions = [line.rstrip("\n").split("\t") for line in f if line.strip()]
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            fields = line.rstrip("\n").split("\t")
+            try:
+                predictions.append((fields[0], float(fields[1])))
+            except (IndexError, ValueError):
+                sys.exit(f"pseudo_labels: {args.predictions}:{number} is {line.strip()!r}, "
+                         "expected label<TAB>probability")
     if len(predictions) != len(train):
         sys.exit(f"pseudo_labels: {args.predictions} has {len(predictions)} lines, expected {len(train)} "
                  f"(one per e-mail of {args.train})")
@@ -57,7 +68,7 @@ def main():
     rows = [{"text": row["text"], "label": row["label"]} for row in labelled]
     counts = {}
     for row, (label, probability) in zip(train, predictions):
-        if row["text"] in labelled_texts or float(probability) < args.threshold:
+        if row["text"] in labelled_texts or probability < args.threshold:
             continue
         rows.append({"text": row["text"], "label": label})
         counts[label] = counts.get(label, 0) + 1
