@@ -1,6 +1,8 @@
 #include "eigenformer/ops/gemm.hpp"
 
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <limits>
 #include <tuple>
 #include <vector>
@@ -29,15 +31,25 @@ struct Case {
   Index pad;  // extra elements per row of every operand (row strides larger than the row)
 };
 
-/// Which implementation a case runs on: detail::gemm's choice, the packed kernel, the BLAS called directly, or
-/// the BLAS called once per piece of C on the current OpenMP threads.
-enum class Path { kDispatch, kPacked, kBlas, kBlasSplit };
+/// Which implementation a case runs on: detail::gemm's choice, the packed kernel, the BLAS called directly, the
+/// BLAS called once per piece of C on the current OpenMP threads, or the packed kernel's bf16 mode.
+enum class Path { kDispatch, kPacked, kBlas, kBlasSplit, kPackedBf16 };
+
+/// x rounded to the nearest bfloat16, ties to even (finite x).
+float to_bf16(float x) {
+  std::uint32_t u;
+  std::memcpy(&u, &x, sizeof u);
+  u = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
+  std::memcpy(&x, &u, sizeof u);
+  return x;
+}
 
 /// Runs one case on kPath and compares every element of C, padding included, with a double-precision reference
-/// computed element by element; returns the largest error relative to the sum of |terms|.
+/// computed element by element; returns the largest error relative to the sum of |terms|. With bf16_operands the
+/// reference multiplies the operands rounded to bfloat16 (bias and C as they are).
 
 template <typename T, Path kPath = Path::kDispatch>
-double max_relative_error(const Case& c, std::uint64_t seed) {
+double max_relative_error(const Case& c, std::uint64_t seed, bool bf16_operands = kPath == Path::kPackedBf16) {
   const Index a_rows = c.ta ? c.k : c.m, a_cols = c.ta ? c.m : c.k;
   const Index b_rows = c.tb ? c.n : c.k, b_cols = c.tb ? c.k : c.n;
   const Index lda = a_cols + c.pad, ldb = b_cols + c.pad, ldc = c.n + c.pad;
@@ -66,11 +78,11 @@ double max_relative_error(const Case& c, std::uint64_t seed) {
 #ifdef EIGEN_USE_BLAS
     detail::gemm_blas_split(p);
 #endif
-  } else if constexpr (kPath == Path::kPacked) {
+  } else if constexpr (kPath == Path::kPacked || kPath == Path::kPackedBf16) {
 #ifdef EIGENFORMER_GEMM_AVX2
     static_assert(std::is_same_v<T, float>, "the packed kernel is float only");
     detail::gemm_avx2::gemm(c.m, c.n, c.k, a.data(), lda, c.ta, b.data(), ldb, c.tb, out.data(), ldc, c.accumulate,
-                            p.epilogue.bias, p.epilogue.relu);
+                            p.epilogue.bias, p.epilogue.relu, kPath == Path::kPackedBf16);
 #endif
   } else {
     detail::gemm(p);
@@ -85,8 +97,13 @@ double max_relative_error(const Case& c, std::uint64_t seed) {
       }
       double sum = c.accumulate ? static_cast<double>(c0[i * ldc + j]) : 0.0, scale = std::abs(sum) + 1e-30;
       for (Index p = 0; p < c.k; ++p) {
-        const double x = static_cast<double>(c.ta ? a[p * lda + i] : a[i * lda + p]);
-        const double y = static_cast<double>(c.tb ? b[j * ldb + p] : b[p * ldb + j]);
+        T x0 = c.ta ? a[p * lda + i] : a[i * lda + p], y0 = c.tb ? b[j * ldb + p] : b[p * ldb + j];
+        if constexpr (std::is_same_v<T, float>)
+          if (bf16_operands) {
+            x0 = to_bf16(x0);
+            y0 = to_bf16(y0);
+          }
+        const double x = static_cast<double>(x0), y = static_cast<double>(y0);
         sum += x * y;
         scale += std::abs(x * y);
       }
@@ -147,6 +164,41 @@ TEST(Gemm, PackedKernelMatchesReferenceForEveryLayoutAndEpilogue) {
 #else
   GTEST_SKIP() << "built with EIGENFORMER_NO_GEMM_KERNEL";
 #endif
+}
+
+/// Sets the float32 matmul precision for a scope.
+struct PrecisionScope {
+  explicit PrecisionScope(const char* name) { set_float32_matmul_precision(name); }
+  ~PrecisionScope() { set_float32_matmul_precision("highest"); }
+};
+
+TEST(Gemm, Bf16ModeMatchesTheProductOfRoundedOperandsForEveryLayoutAndEpilogue) {
+  if (!detail::bf16_kernel_available()) GTEST_SKIP() << "no AVX512_BF16 on this CPU (or no packed kernel)";
+  expect_all_cases_match<float, Path::kPackedBf16>(900, 1e-5);
+}
+
+TEST(Gemm, Bf16ModeRoundsTheOperands) {
+  if (!detail::bf16_kernel_available()) GTEST_SKIP() << "no AVX512_BF16 on this CPU (or no packed kernel)";
+  const Case c{37, 50, 513, false, true, false, false, false, 0};
+  EXPECT_GT((max_relative_error<float, Path::kPackedBf16>(c, 3, false)), 1e-4);  // against unrounded operands
+  EXPECT_LE((max_relative_error<float, Path::kPackedBf16>(c, 3, true)), 1e-5);
+}
+
+TEST(Gemm, MediumPrecisionRunsProductsWorthPackingInBf16) {
+  const Case large{64, 96, 300, false, true, false, true, false, 0};
+  const Case tiny{4, 8, 4, false, false, false, false, false, 0};
+  PrecisionScope medium("medium");
+  if (!detail::bf16_kernel_available()) {  // "medium" computes as "highest" there
+    EXPECT_LE((max_relative_error<float>(large, 5)), 1e-5);
+    return;
+  }
+  EXPECT_LE((max_relative_error<float>(large, 5, true)), 1e-5);
+  EXPECT_GT((max_relative_error<float>(large, 5, false)), 1e-4);
+  EXPECT_LE((max_relative_error<float>(tiny, 6, false)), 1e-5);  // below kPackedMinFlops: float
+  std::vector<double> a(64 * 300, 0.5), b(300 * 96, 0.25), out(64 * 96);
+  detail::gemm(
+      detail::GemmProduct<double>::sizes(64, 96, 300).lhs(a.data(), 300).rhs(b.data(), 96).out(out.data(), 96));
+  for (double v : out) EXPECT_EQ(v, 300 * 0.125);  // double products never round
 }
 
 #ifdef EIGEN_USE_BLAS
@@ -395,6 +447,7 @@ TEST(GemmBackend, TheChoiceFollowsTheTable) {
   const auto threaded_blas = [](S& s) { s.threads = 2; s.blas_threads = 8; };
   const auto as_double = [](S& s) { s.scalar_bytes = 8; s.packed_kernel = false; };
   const auto other_type = [](S& s) { s.scalar_bytes = 2; s.blas_scalar = false; s.packed_kernel = false; };
+  const auto bf16 = [](S& s) { s.bf16_products = true; };
   const std::vector<BackendCase> cases = {
       {"empty result", situation(0, 5, 5), B::none},
       {"empty result (n)", situation(5, 0, 5), B::none},
@@ -428,6 +481,14 @@ TEST(GemmBackend, TheChoiceFollowsTheTable) {
       {"no BLAS, no packed kernel: Eigen",
        with(situation(128, 128, 128), [&](S& s) { no_blas(s); s.packed_kernel = false; }), B::eigen},
       {"a type no BLAS takes: Eigen", with(situation(128, 128, 128), other_type), B::eigen},
+      {"bf16 products, one thread: bf16", with(situation(128, 128, 128), bf16), B::packed_bf16},
+      {"bf16 products, two threads, 2e8 flops: bf16", with(with(situation(1000, 1000, 100), bf16), two_threads),
+       B::packed_bf16},
+      {"bf16 products, inside a whole part: bf16", with(with(situation(512, 384, 256), bf16), whole_part),
+       B::packed_bf16},
+      {"bf16 products, below 1e5 flops: as in float", with(situation(4, 8, 4), bf16), B::eigen_lazy},
+      {"bf16 products, a decoding step's weight: streamed in float", with(situation(1, 3072, 768), bf16),
+       B::streaming},
   };
   for (const BackendCase& c : cases) EXPECT_EQ(detail::choose_gemm_backend(c.s), c.expected) << c.what;
 }
@@ -444,6 +505,8 @@ TEST(GemmBackend, PairsRunSideBySideOnlyWhenBothAreLargeOnTwoThreads) {
       with(large, [](detail::GemmSituation& s) { s.in_parallel_region = true; }), large));
   EXPECT_FALSE(detail::gemm_pair_side_by_side(with(large, [](detail::GemmSituation& s) { s.blas_build = false; }),
                                               large));
+  EXPECT_FALSE(detail::gemm_pair_side_by_side(
+      with(large, [](detail::GemmSituation& s) { s.bf16_products = true; }), large));
 }
 
 TEST(GemmBackend, TheSituationReadsTheCallingThreadsContext) {
@@ -459,6 +522,12 @@ TEST(GemmBackend, TheSituationReadsTheCallingThreadsContext) {
   EXPECT_FALSE(detail::situation_of(p).whole_part);
   EXPECT_EQ(detail::situation_of(p).scalar_bytes, 4);
   EXPECT_EQ(detail::situation_of(p).threads, num_threads());
+  EXPECT_FALSE(detail::situation_of(p).bf16_products);
+  {
+    PrecisionScope medium("medium");
+    EXPECT_EQ(detail::situation_of(p).bf16_products, detail::bf16_kernel_available());
+    EXPECT_FALSE(detail::situation_of(detail::GemmProduct<double>::sizes(2, 2, 2)).bf16_products);
+  }
 #ifdef EIGEN_USE_BLAS
   EXPECT_TRUE(detail::situation_of(p).blas_build);
 #else

@@ -6,7 +6,9 @@
 #include <atomic>
 #include <cstdint>
 #include <exception>
+#include <string>
 
+#include "eigenformer/core/error.hpp"
 #include "eigenformer/core/scoped_value.hpp"
 
 namespace eigenformer {
@@ -63,6 +65,47 @@ class FirstException {
 };
 
 }  // namespace detail
+
+/// How float matrix products may compute, process-wide (torch.set_float32_matmul_precision's names): "highest"
+/// (the default) and "high" in float; "medium" lets products of float tensors round both operands to bfloat16
+/// and accumulate in float where the CPU has AVX512_BF16 (elsewhere it computes as "highest"; vdpbf16ps reads
+/// subnormal operands as zero). Double products and decoding steps' weight-streaming products always compute in
+/// full precision.
+enum class MatmulPrecision { highest, high, medium };
+
+namespace detail {
+inline std::atomic<MatmulPrecision>& matmul_precision_setting() {
+  static std::atomic<MatmulPrecision> precision{MatmulPrecision::highest};
+  return precision;
+}
+}  // namespace detail
+
+/// Sets the float32 matmul precision: "highest", "high" or "medium" (see MatmulPrecision).
+inline void set_float32_matmul_precision(const std::string& precision) {
+  MatmulPrecision p;
+  if (precision == "highest")
+    p = MatmulPrecision::highest;
+  else if (precision == "high")
+    p = MatmulPrecision::high;
+  else if (precision == "medium")
+    p = MatmulPrecision::medium;
+  else
+    throw ValueError(detail::concat("set_float32_matmul_precision: precision is \"", precision,
+                                    "\", expected \"highest\", \"high\" or \"medium\""));
+  detail::matmul_precision_setting().store(p, std::memory_order_relaxed);
+}
+
+/// The float32 matmul precision's name: "highest", "high" or "medium".
+inline std::string get_float32_matmul_precision() {
+  switch (detail::matmul_precision_setting().load(std::memory_order_relaxed)) {
+    case MatmulPrecision::medium:
+      return "medium";
+    case MatmulPrecision::high:
+      return "high";
+    default:
+      return "highest";
+  }
+}
 
 /// Sets the calling thread's execution context for its lifetime and restores the previous one.
 class ExecutionScope : detail::ScopedValue<ExecutionContext> {

@@ -1,8 +1,9 @@
 // The matrix product every op runs on: C = op(A) op(B) (or C += ...) over row-major operands with row strides, as
 // BLAS sgemm/dgemm (beta 0 or 1), described by one GemmProduct. Which backend runs a product (Eigen, the packed
-// kernel of ops/gemm_kernel.hpp, a one-thread BLAS call, one BLAS call per thread, a threaded BLAS) is a pure
-// function of its shape, layout, scalar type and the calling thread's context, choose_gemm_backend, so that the
-// policy reads top to bottom and a table-driven test pins it down.
+// kernel of ops/gemm_kernel.hpp in float or bf16, a one-thread BLAS call, one BLAS call per thread, a threaded
+// BLAS) is a pure function of its shape, layout, scalar type, the float32 matmul precision and the calling
+// thread's context, choose_gemm_backend, so that the policy reads top to bottom and a table-driven test pins it
+// down.
 #pragma once
 
 #include <algorithm>
@@ -104,6 +105,7 @@ enum class GemmBackend {
   eigen,          // Eigen's product (which calls the BLAS for large products in EIGEN_USE_BLAS builds)
   eigen_lazy,     // Eigen's coefficient-wise product: never calls the BLAS
   packed,         // the packed float kernel (ops/gemm_kernel.hpp), on our OpenMP threads when large
+  packed_bf16,    // the packed kernel's bf16 mode: operands rounded to bfloat16, products summed in float
   streaming,      // a few rows times a large weight, the weight streamed once (ops/streaming_gemm_kernel.hpp)
   blas,           // one call of the BLAS on the calling thread
   blas_split,     // C split into one piece per OpenMP thread, each piece a one-thread BLAS call
@@ -121,6 +123,7 @@ struct GemmSituation {
   bool blas_build = false;      // built with EIGEN_USE_BLAS
   int blas_threads = 0;         // the BLAS's own thread count (OpenBLAS), 0 when unknown
   bool packed_kernel = false;   // the packed kernel runs this scalar type on this CPU (float, AVX2+FMA)
+  bool bf16_products = false;   // float, "medium" matmul precision, and a CPU with AVX512_BF16
   int threads = 1;              // num_threads()
   bool in_parallel_region = false;
   bool whole_part = false;      // ExecutionContext::whole_part
@@ -159,7 +162,8 @@ inline bool blas_small_product_allocates(const GemmSituation& s) {
 /// each; with a BLAS that threads itself, only very large ones go to it. Never from inside a parallel region (a
 /// threaded BLAS would fight that loop for the cores), except on a thread running a whole part of a split (its
 /// products are whole problems, as on one thread). Everything else: the packed kernel for float products worth
-/// packing, else Eigen, coefficient-wise where Eigen would hand an allocating small product to the BLAS.
+/// packing, else Eigen, coefficient-wise where Eigen would hand an allocating small product to the BLAS. Where bf16
+/// products are allowed, every product worth packing but a streamed one runs in the packed kernel's bf16 mode.
 inline GemmBackend choose_gemm_backend(const GemmSituation& s) {
   if (s.m == 0 || s.n == 0) return GemmBackend::none;
   // A decoding step's products (a few rows, a weight of megabytes) are bound by reading the weight: every other
@@ -167,6 +171,7 @@ inline GemmBackend choose_gemm_backend(const GemmSituation& s) {
   if (s.packed_kernel && !s.transpose_a && s.m <= kStreamingMaxRows && s.k > 0 &&
       4.0 * static_cast<double>(s.n) * static_cast<double>(s.k) >= kStreamingMinWeightBytes)
     return GemmBackend::streaming;
+  if (s.bf16_products && s.packed_kernel && s.k > 0 && s.flops() >= kPackedMinFlops) return GemmBackend::packed_bf16;
   const bool blas_ok = s.blas_build && s.blas_scalar && s.fits_blas_int && s.k > 0;
   const bool small_allocates = blas_small_product_allocates(s);
   if (blas_ok) {
@@ -196,7 +201,7 @@ inline bool gemm_pair_side_by_side(const GemmSituation& p, const GemmSituation& 
     return s.m > 0 && s.n > 0 && s.k > 0 && s.blas_scalar && s.fits_blas_int && s.flops() >= kBlasSplitMinFlops;
   };
   return p.blas_build && !p.in_parallel_region && !p.whole_part && p.threads == 2 && p.blas_threads == 1 &&
-         large(p) && large(q);
+         !p.bf16_products && !q.bf16_products && large(p) && large(q);
 }
 
 /// The situation of product p on the calling thread.
@@ -217,6 +222,9 @@ GemmSituation situation_of(const GemmProduct<T>& p) {
   s.blas_threads = blas_num_threads();
 #endif
   s.packed_kernel = std::is_same_v<T, float> && packed_kernel_available();
+  s.bf16_products = std::is_same_v<T, float> &&
+                    matmul_precision_setting().load(std::memory_order_relaxed) == MatmulPrecision::medium &&
+                    bf16_kernel_available();
   s.threads = num_threads();
   s.in_parallel_region = in_parallel_region();
   s.whole_part = execution_context().whole_part;
@@ -341,7 +349,8 @@ void gemm_blas_split(const GemmProduct<T>& p) {
 /// Runs p on the backend choose_gemm_backend picks for it.
 template <typename T>
 void gemm(const GemmProduct<T>& p) {
-  switch (choose_gemm_backend(situation_of(p))) {
+  const GemmBackend backend = choose_gemm_backend(situation_of(p));
+  switch (backend) {
     case GemmBackend::none:
       return;
 #ifdef EIGEN_USE_BLAS
@@ -362,9 +371,10 @@ void gemm(const GemmProduct<T>& p) {
       }
       break;
     case GemmBackend::packed:
+    case GemmBackend::packed_bf16:
       if constexpr (std::is_same_v<T, float>) {
         gemm_avx2::gemm(p.m, p.n, p.k, p.a, p.lda, p.transpose_a, p.b, p.ldb, p.transpose_b, p.c, p.ldc,
-                        p.accumulate, p.epilogue.bias, p.epilogue.relu);
+                        p.accumulate, p.epilogue.bias, p.epilogue.relu, backend == GemmBackend::packed_bf16);
         return;
       }
       break;

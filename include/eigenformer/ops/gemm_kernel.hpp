@@ -1,6 +1,9 @@
 // The packed float GEMM kernel: C = op(A) op(B) (or C += ...), bias and relu folded into the store, on AVX2+FMA
 // with 6 x 16 register tiles, or 6 x 32 tiles in zmm registers on AVX-512 CPUs, chosen at run time (the
 // BLIS/GotoBLAS layout, Goto & van de Geijn 2008). ops/gemm.hpp decides which products run on it.
+// Its bf16 mode (CPUs with AVX512_BF16) rounds both packed operands to bfloat16 (round to nearest even) and
+// accumulates their products in float, two depth steps per instruction (vdpbf16ps): the "medium" float32 matmul
+// precision of core/execution.hpp.
 //
 // Why a kernel of our own: Eigen 3.4's float GEBP kernel, as GCC 12 compiles it, reloads its lhs operand from
 // memory on every FMA and stays far from the FMA peak (docs/benchmarks.md has the figures).
@@ -76,6 +79,15 @@ inline bool cpu_supports_avx512() {
   static const bool ok = [] {
     __builtin_cpu_init();
     return cpu_supported() && __builtin_cpu_supports("avx512f");
+  }();
+  return ok;
+}
+
+/// Whether the CPU runs AVX512_BF16 (vdpbf16ps, vcvtneps2bf16): the kernel's bf16 mode.
+inline bool cpu_supports_avx512_bf16() {
+  static const bool ok = [] {
+    __builtin_cpu_init();
+    return cpu_supports_avx512() && __builtin_cpu_supports("avx512bf16");
   }();
   return ok;
 }
@@ -294,6 +306,52 @@ __attribute__((target("avx512f"))) inline void micro_kernel_512(Index kc, const 
   }
 }
 
+/// Rewrites a packed panel (kc depth steps of width floats, k-major: A panels have width 6, B strips 16) in place
+/// as bf16 pairs: 32-bit slot (q, w) holds depth steps 2q (low half) and 2q + 1 (high half) of column w, each
+/// rounded to nearest even, as vdpbf16ps reads them; an odd kc's last pair is padded with zero.
+__attribute__((target("avx512f,avx512bf16"))) inline void to_bf16_pairs(float* panel, Index kc, Index width) {
+  const __mmask16 mask = static_cast<__mmask16>((1u << width) - 1u), all = static_cast<__mmask16>(0xFFFF);
+  const __m512 zero = _mm512_setzero_ps();
+  auto* out = reinterpret_cast<int*>(panel);
+  for (Index q = 0; 2 * q < kc; ++q) {
+    // Both rows are read before slot row q is written: it lies below row 2q, which it overlaps only when q = 0.
+    const __m512 lo = _mm512_maskz_loadu_ps(mask, panel + 2 * q * width);
+    const __m512 hi = 2 * q + 1 < kc ? _mm512_maskz_loadu_ps(mask, panel + (2 * q + 1) * width) : zero;
+    // The maskz forms with every lane on: the plain ones leave GCC 12 warning about an undefined source register.
+    const __m512i lo16 = _mm512_maskz_cvtepu16_epi32(all, reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(lo)));
+    const __m512i hi16 = _mm512_maskz_cvtepu16_epi32(all, reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(hi)));
+    _mm512_mask_storeu_epi32(out + q * width, mask, _mm512_or_si512(lo16, _mm512_maskz_slli_epi32(all, hi16, 16)));
+  }
+}
+
+/// The 6 x (16 Strips) tile at c from a bf16-paired A panel and Strips bf16-paired B strips (pb1 unused when
+/// Strips is 1): per depth pair, Strips loads, 6 broadcasts and 6 Strips vdpbf16ps. st.bias covers every column.
+template <int Strips>
+__attribute__((target("avx512f,avx512bf16"))) inline void micro_kernel_bf16(Index kc, const float* pa,
+                                                                            const float* pb0, const float* pb1,
+                                                                            float* c, Index ldc,
+                                                                            const TileStore& st) {
+  __m512 acc[kMr][Strips];
+  for (Index r = 0; r < kMr; ++r)
+    for (int h = 0; h < Strips; ++h) acc[r][h] = _mm512_setzero_ps();
+  for (Index r = 0; r < kMr; ++r)
+    for (int h = 0; h < Strips; ++h) _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 16 * h), _MM_HINT_T0);
+  const auto* a32 = reinterpret_cast<const int*>(pa);
+  const float* pb[2] = {pb0, pb1};
+  for (Index q = 0, pairs = (kc + 1) / 2; q < pairs; ++q, a32 += kMr) {
+    _mm_prefetch(reinterpret_cast<const char*>(a32 + 8 * kMr), _MM_HINT_T0);  // A streams from L2
+    __m512bh b[Strips];
+    for (int h = 0; h < Strips; ++h) b[h] = reinterpret_cast<__m512bh>(_mm512_loadu_ps(pb[h] + q * kNr));
+    for (Index r = 0; r < kMr; ++r) {  // fully unrolled by the compiler (kMr is a constant)
+      const __m512bh x = reinterpret_cast<__m512bh>(_mm512_set1_epi32(a32[r]));
+      for (int h = 0; h < Strips; ++h) acc[r][h] = _mm512_dpbf16_ps(acc[r][h], x, b[h]);
+    }
+  }
+  for (Index r = 0; r < kMr; ++r)
+    for (int h = 0; h < Strips; ++h)
+      store_row512(c + r * ldc + 16 * h, acc[r][h], st.bias ? st.bias + 16 * h : nullptr, st);
+}
+
 /// The valid mr x nr corner of a tile computed into scratch (row stride width), stored into cij with st's
 /// epilogue.
 inline void store_edge(const float* edge, Index width, Index mr, Index nr, float* cij, Index ldc,
@@ -309,10 +367,11 @@ inline void store_edge(const float* edge, Index width, Index mr, Index nr, float
 }
 
 /// One (rows) x (cols) block of C at column j0 from packed A panels and packed B strips; bias (per column of C)
-/// and relu as in TileStore, for the first and last depth blocks. With wide (AVX-512), two strips at a time.
+/// and relu as in TileStore, for the first and last depth blocks. With wide (AVX-512), two strips at a time; with
+/// bf16, on panels and strips that to_bf16_pairs rewrote.
 inline void compute_block(Index kc, const float* pa, Index rows, const float* pb, Index j0, Index cols, float* c,
                           Index ldc, bool first, bool accumulate, const float* bias, bool last, bool relu,
-                          bool wide) {
+                          bool wide, bool bf16) {
   alignas(64) float edge[kMr * 2 * kNr];
   const TileStore scratch{false, nullptr, false};
   for (Index j = j0; j < j0 + cols;) {
@@ -326,7 +385,12 @@ inline void compute_block(Index kc, const float* pa, Index rows, const float* pb
       float* cij = c + i * ldc + j;
       const bool full = mr == kMr && nr == width;
       // A partial tile: the full tile into scratch, then the valid part with the same epilogue.
-      if (width == 2 * kNr)
+      if (bf16 && width == 2 * kNr)
+        micro_kernel_bf16<2>(kc, pa + i * kc, pbj, pbj + kNr * kc, full ? cij : edge, full ? ldc : width,
+                             full ? st : scratch);
+      else if (bf16)
+        micro_kernel_bf16<1>(kc, pa + i * kc, pbj, pbj, full ? cij : edge, full ? ldc : width, full ? st : scratch);
+      else if (width == 2 * kNr)
         micro_kernel_512(kc, pa + i * kc, pbj, pbj + kNr * kc, full ? cij : edge, full ? ldc : width,
                          full ? st : scratch);
       else
@@ -337,9 +401,12 @@ inline void compute_block(Index kc, const float* pa, Index rows, const float* pb
   }
 }
 
+/// C = op(A) op(B) (or C += ...), bias and relu in the store; with bf16 (which needs cpu_supports_avx512_bf16),
+/// the products of bf16-rounded operands.
 inline void gemm(Index m, Index n, Index k, const float* a, Index lda, bool transpose_a, const float* b, Index ldb,
-                 bool transpose_b, float* c, Index ldc, bool accumulate, const float* bias, bool relu) {
-  const bool wide = cpu_supports_avx512() && avx512_enabled().load(std::memory_order_relaxed);
+                 bool transpose_b, float* c, Index ldc, bool accumulate, const float* bias, bool relu,
+                 bool bf16 = false) {
+  const bool wide = bf16 || (cpu_supports_avx512() && avx512_enabled().load(std::memory_order_relaxed));
   const Index strips = (n + kNr - 1) / kNr;
   const Index panels = (m + kMr - 1) / kMr;
   const Index kc_max = std::min(k, kKc);
@@ -360,8 +427,9 @@ inline void gemm(Index m, Index n, Index k, const float* a, Index lda, bool tran
   const Index items = blocks * chunks;
   auto pack_b = [&](Index task) {  // task = depth block * strips + strip
     const Index kb = task / strips, s = task % strips, k0 = kb * kKc, kc = std::min(kKc, k - k0);
-    pack_b_strip(b, ldb, transpose_b, s * kNr, std::min(kNr, n - s * kNr), k0, kc,
-                 packed_b + kb * kb_stride + s * kNr * kc);
+    float* strip = packed_b + kb * kb_stride + s * kNr * kc;
+    pack_b_strip(b, ldb, transpose_b, s * kNr, std::min(kNr, n - s * kNr), k0, kc, strip);
+    if (bf16) to_bf16_pairs(strip, kc, kNr);
   };
   auto compute_item = [&](Index item, float* packed_a) {
     const Index i0 = item / chunks * block_panels * kMr, rows = std::min(block_panels * kMr, m - i0);
@@ -371,8 +439,10 @@ inline void gemm(Index m, Index n, Index k, const float* a, Index lda, bool tran
     for (Index kb = 0, k0 = 0; k0 < k; ++kb, k0 += kKc) {
       const Index kc = std::min(kKc, k - k0);
       pack_a(a, lda, transpose_a, i0, rows, k0, kc, packed_a);
+      if (bf16)
+        for (Index i = 0; i < rows; i += kMr) to_bf16_pairs(packed_a + i * kc, kc, kMr);
       compute_block(kc, packed_a, rows, packed_b + kb * kb_stride, j0, cols, c + i0 * ldc, ldc, k0 == 0,
-                    accumulate, bias, k0 + kc >= k, relu, wide);
+                    accumulate, bias, k0 + kc >= k, relu, wide, bf16);
     }
   };
   if (threads == 1) {
@@ -406,6 +476,15 @@ inline void gemm(Index m, Index n, Index k, const float* a, Index lda, bool tran
 inline bool packed_kernel_available() {
 #ifdef EIGENFORMER_GEMM_AVX2
   return gemm_avx2::cpu_supported();
+#else
+  return false;
+#endif
+}
+
+/// Whether this build and CPU run the packed kernel's bf16 mode.
+inline bool bf16_kernel_available() {
+#ifdef EIGENFORMER_GEMM_AVX2
+  return gemm_avx2::cpu_supports_avx512_bf16();
 #else
   return false;
 #endif
