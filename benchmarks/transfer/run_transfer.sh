@@ -26,6 +26,7 @@ TC=${TC:-build/release/examples/text_classifier/text_classifier}
 DATA=${DATA:-data/spam}
 OUT=${OUT:-runs/transfer}
 THREADS=${THREADS:-$(nproc)}
+MATMUL_PRECISION=${MATMUL_PRECISION:-highest}  # medium: bf16 products with float sums (CPUs with AVX512_BF16)
 SIZES=${SIZES:-"50 100 200 500 all"}
 SEEDS=${SEEDS:-"0 1 2 3 4"}
 ALL_SEEDS=${ALL_SEEDS:-"0"}  # the whole training set: one seed (a run there cost 886 s against 380 s at 500 labels)
@@ -94,6 +95,7 @@ mkdir -p "$OUT/runs"
 RESULTS=$OUT/results.csv
 [[ -f $RESULTS ]] || echo "method,labels,seed,test_accuracy,seconds" > "$RESULTS"
 
+tc() { "$TC" "$@" --matmul-precision "$MATMUL_PRECISION"; }  # text_classifier at the chosen matmul precision
 now() { date +%s.%N; }
 since() { awk -v now="$(now)" -v start="$1" 'BEGIN { printf "%.1f", now - start }'; }
 
@@ -116,9 +118,9 @@ run() {
   local dir=$OUT/runs/$method-$n-seed-$seed start accuracy
   start=$(now)
   echo "run_transfer: $method, $n labels, seed $seed" >&2
-  "$TC" train --train "$train" --valid "$DATA/valid.jsonl" --out "$dir" --overwrite --seed "$seed" \
+  tc train --train "$train" --valid "$DATA/valid.jsonl" --out "$dir" --overwrite --seed "$seed" \
         --threads "$THREADS" "$@" > "$dir.log" 2>&1 || { echo "run_transfer: failed, see $dir.log" >&2; tail -3 "$dir.log" >&2; exit 1; }
-  accuracy=$("$TC" eval --model "$dir" --data "$DATA/test.jsonl" --threads "$THREADS" | awk '/^accuracy /{print $2}')
+  accuracy=$(tc eval --model "$dir" --data "$DATA/test.jsonl" --threads "$THREADS" | awk '/^accuracy /{print $2}')
   echo "$method,$n,$seed,$accuracy,$(since "$start")" >> "$RESULTS"
   [[ $KEEP_CHECKPOINTS == 1 ]] || rm -rf "$dir/checkpoints"
   echo "run_transfer: $method, $n labels, seed $seed: test accuracy $accuracy" >&2
@@ -131,7 +133,7 @@ resume=()
 echo "run_transfer: pretraining into $PRETRAINED ($PRETRAIN_EPOCHS epochs)" >&2
 start=$(now)
 # shellcheck disable=SC2086  # PRETRAIN_SIZE is a list of options
-"$TC" pretrain --corpus "$PRETRAIN_CORPUS" --valid "$DATA/valid.jsonl" --out "$PRETRAINED" $PRETRAIN_SIZE \
+tc pretrain --corpus "$PRETRAIN_CORPUS" --valid "$DATA/valid.jsonl" --out "$PRETRAINED" $PRETRAIN_SIZE \
       --epochs "$PRETRAIN_EPOCHS" --lr "$PRETRAIN_LR" --batch-size "$PRETRAIN_BATCH" --threads "$THREADS" \
       "${resume[@]}" 2>&1 | tee "$OUT/pretrain.log" | grep -E "^(data|tokenizer|epoch [0-9]+:|model folder)" >&2
 echo "run_transfer: pretraining took $(since "$start") s" >&2
@@ -164,7 +166,7 @@ for n in $SELF_LABELS; do
     if ! grep -q "^bert-self-training,$n,$seed," "$RESULTS"; then
       [[ -f $teacher/config.json ]] || { echo "run_transfer: self-training needs $teacher (SIZES with $n)" >&2; exit 1; }
       python3 benchmarks/transfer/pseudo_labels.py texts --train "$DATA/train.jsonl" |
-        "$TC" predict --model "$teacher" --threads "$THREADS" > "$self_train.predictions"
+        tc predict --model "$teacher" --threads "$THREADS" > "$self_train.predictions"
       python3 benchmarks/transfer/pseudo_labels.py merge --train "$DATA/train.jsonl" \
         --labelled "$(train_file "$n" "$seed")" --predictions "$self_train.predictions" \
         --threshold "$SELF_THRESHOLD" --out "$self_train"

@@ -142,6 +142,15 @@ unset(run_step_input)
 if(NOT out MATCHES "^spam\t[01]\\.[0-9][0-9][0-9][0-9]\nham\t[01]\\.[0-9][0-9][0-9][0-9]\n$")
   message(FATAL_ERROR "predict printed\n${out}\nexpected \"spam<TAB>p\" then \"ham<TAB>p\"")
 endif()
+# The same with bf16 products allowed (float where the CPU lacks AVX512_BF16); an unknown precision is refused.
+set(run_step_input INPUT_FILE ${WORK_DIR}/texts.txt)
+run_step(predict_medium predict --model run --matmul-precision medium)
+if(NOT out MATCHES "^spam\t[01]\\.[0-9][0-9][0-9][0-9]\nham\t[01]\\.[0-9][0-9][0-9][0-9]\n$")
+  message(FATAL_ERROR "predict --matmul-precision medium printed\n${out}\nexpected \"spam<TAB>p\" then \"ham<TAB>p\"")
+endif()
+expect_error(bad_precision 2 "--matmul-precision: bf16 not in {highest,high,medium}" predict --model run
+             --matmul-precision bf16)
+unset(run_step_input)
 
 file(REMOVE ${WORK_DIR}/run/curves.svg)
 run_step(plot plot --model run)

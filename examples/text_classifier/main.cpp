@@ -374,6 +374,13 @@ struct NullBuffer : std::streambuf {
 int main(int argc, char** argv) {
   CLI::App app{"Train, evaluate and apply a text classifier (eigenformer example)"};
   app.require_subcommand(1);
+  app.fallthrough();  // --matmul-precision may follow the command
+  std::string matmul_precision = "highest";
+  app.add_option("--matmul-precision", matmul_precision,
+                 "float32 matmul precision of every command: highest, or medium (matrix products in bf16 with "
+                 "float sums on CPUs with AVX512_BF16)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"highest", "high", "medium"}));
 
   TrainArgs t;
   CLI::App* train_cmd = app.add_subcommand("train", "train a classifier on JSON Lines data");
@@ -566,6 +573,7 @@ int main(int argc, char** argv) {
     return 1;
   };
   try {
+    ef::set_float32_matmul_precision(matmul_precision);
     if (*train_cmd) return train(t);
     if (*pretrain_cmd) return text_classifier::pretrain(p);
     if (*eval_cmd) return evaluate(model_dir, data_file, eval_batch, threads);
