@@ -2,7 +2,7 @@
 """Times a BERT-base-shaped classifier in eigenformer, PyTorch and ONNX Runtime side by side, in one run.
 
 Usage: /usr/bin/python3 benchmarks/compare_bert.py build/release/benchmarks/model_bench
-         [--threads 2] [--rounds 5] [--ort-dir data/onnxruntime] [--json out.json]
+         [--threads 2] [--rounds 5] [--precision highest|medium] [--ort-dir data/onnxruntime] [--json out.json]
 
 The model: BertForSequenceClassification with bert-base's shape (12 layers, 768 wide, 12 heads, 3,072 feed-forward,
 vocabulary 30,522), 2 labels, dropout 0, random weights; batch 8 x sequence 128, no padding. eigenformer runs
@@ -12,6 +12,10 @@ cross-entropy, backward, Adam step, zero_grad; inference is an eval-mode forward
 that PyTorch model exported with torch.onnx.export (opset 14, fixed shapes), through the npm package
 onnxruntime-node (its CPU library), graph optimization level "all", intra-op threads = --threads, one inter-op
 thread, sequential execution. scripts/fetch_onnxruntime.sh installs it into --ort-dir.
+
+--precision medium runs eigenformer's bert-base-medium benchmarks (set_float32_matmul_precision("medium"): matrix
+products in bf16 with float sums on CPUs with AVX512_BF16) and adds a fourth side, PyTorch with its forward under
+torch.autocast("cpu", dtype=torch.bfloat16); ONNX Runtime stays in float.
 
 Method (as benchmarks/compare_pytorch.py): every round runs each side in its own process, the order rotating from
 round to round; times are medians over every sample (wall-clock: with more than one thread CPU time would add the
@@ -73,7 +77,8 @@ def make_model(torch):
     return hf_bert.BertForSequenceClassification(config)
 
 
-def torch_worker(threads, seconds):
+def torch_worker(threads, seconds, precision):
+    import contextlib
     import torch
     torch.set_num_threads(threads)
     model = make_model(torch)
@@ -82,14 +87,18 @@ def torch_worker(threads, seconds):
     ids = torch.randint(0, SHAPE["vocab_size"], (BATCH, SEQ), generator=gen)
     labels = torch.arange(BATCH) % LABELS
 
+    def cast():
+        return torch.autocast("cpu", dtype=torch.bfloat16) if precision == "medium" else contextlib.nullcontext()
+
     def train_step():
-        out = model(input_ids=ids, labels=labels)
+        with cast():
+            out = model(input_ids=ids, labels=labels)
         out["loss"].backward()
         opt.step()
         opt.zero_grad()
 
     def infer():
-        with torch.no_grad():
+        with torch.no_grad(), cast():
             model(input_ids=ids)
 
     def samples(fn, train):
@@ -145,8 +154,9 @@ def side_env(threads, torch_side):
     return env
 
 
-def run_eigenformer(bench, threads):
-    pattern = f"^BM_bert_(train_step|inference)/bert-base/threads:{threads}/"
+def run_eigenformer(bench, threads, precision):
+    model = "bert-base-medium" if precision == "medium" else "bert-base"
+    pattern = f"^BM_bert_(train_step|inference)/{model}/threads:{threads}/"
     out, rss = run_wait4([bench, f"--benchmark_filter={pattern}", "--benchmark_repetitions=3",
                           "--benchmark_min_time=0.5", "--benchmark_format=json"], side_env(threads, False))
     runs = [b for b in json.loads(out)["benchmarks"] if b.get("run_type") == "iteration"]
@@ -157,9 +167,9 @@ def run_eigenformer(bench, threads):
     return {"train_ms": train, "infer_ms": infer, "rss": rss}
 
 
-def run_torch(threads, seconds):
-    out, rss = run_wait4(["/usr/bin/python3", os.path.abspath(__file__), "--torch-worker", str(threads), str(seconds)],
-                         side_env(threads, True))
+def run_torch(threads, seconds, precision):
+    out, rss = run_wait4(["/usr/bin/python3", os.path.abspath(__file__), "--torch-worker", str(threads), str(seconds),
+                          precision], side_env(threads, True))
     result = json.loads(out.strip().splitlines()[-1])
     result["rss"] = rss
     return result
@@ -177,13 +187,15 @@ def run_ort(runner, module, model, threads, seconds):
 
 def main():
     if len(sys.argv) >= 2 and sys.argv[1] == "--torch-worker":
-        torch_worker(int(sys.argv[2]), float(sys.argv[3]))
+        torch_worker(int(sys.argv[2]), float(sys.argv[3]), sys.argv[4])
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("model_bench")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=3.0, help="timed seconds per PyTorch / ONNX Runtime run")
+    parser.add_argument("--precision", choices=["highest", "medium"], default="highest",
+                        help="eigenformer's float32 matmul precision (medium also times PyTorch under bf16 autocast)")
     parser.add_argument("--ort-dir", default=os.path.join(REPO, "data", "onnxruntime"))
     parser.add_argument("--json")
     args = parser.parse_args()
@@ -199,7 +211,7 @@ def main():
     with open(runner, "w") as f:
         f.write(ORT_RUNNER)
 
-    sides = ["ef", "pt", "ort"]
+    sides = ["ef", "pt", "ort"] + (["pt-bf16"] if args.precision == "medium" else [])
     res = {s: {"train_ms": [], "infer_ms": [], "rss": []} for s in sides}
     info = {}
     start_load = os.getloadavg()
@@ -207,9 +219,9 @@ def main():
         shift = r % len(sides)
         for side in sides[shift:] + sides[:shift]:
             if side == "ef":
-                out = run_eigenformer(bench, args.threads)
-            elif side == "pt":
-                out = run_torch(args.threads, args.seconds)
+                out = run_eigenformer(bench, args.threads, args.precision)
+            elif side in ("pt", "pt-bf16"):
+                out = run_torch(args.threads, args.seconds, "medium" if side == "pt-bf16" else "highest")
                 info["torch"] = out["torch"]
             else:
                 out = run_ort(runner, module, model, args.threads, args.seconds)
@@ -222,13 +234,14 @@ def main():
               f"{med['pt']:.1f}, ONNX Runtime {med['ort']:.1f}", file=sys.stderr)
     end_load = os.getloadavg()
     m = {s: {k: statistics.median(v) for k, v in res[s].items() if v and k != "rss"} for s in sides}
-    print(f"BERT-base classifier, batch {BATCH} x sequence {SEQ}, {args.threads} threads, {args.rounds} rounds; "
+    print(f"BERT-base classifier, batch {BATCH} x sequence {SEQ}, {args.threads} threads, {args.rounds} rounds, "
+          f"eigenformer's matmul precision {args.precision}; "
           f"PyTorch {info.get('torch')}, ONNX Runtime {info.get('ort')} (optimization level all, sequential); "
           f"load average {start_load[0]:.1f} at the start, {end_load[0]:.1f} at the end.")
     print()
     print("| side | training step ms | inference ms | peak RSS MiB |")
     print("|---|---:|---:|---:|")
-    names = {"ef": "eigenformer", "pt": "PyTorch", "ort": "ONNX Runtime"}
+    names = {"ef": "eigenformer", "pt": "PyTorch", "ort": "ONNX Runtime", "pt-bf16": "PyTorch bf16 autocast"}
     for s in sides:
         train = f"{m[s]['train_ms']:.1f}" if "train_ms" in m[s] else "-"
         print(f"| {names[s]} | {train} | {m[s]['infer_ms']:.1f} | {max(res[s]['rss']):.0f} |")
@@ -236,6 +249,9 @@ def main():
     print(f"Inference: {m['ort']['infer_ms'] / m['ef']['infer_ms']:.2f}x ONNX Runtime, "
           f"{m['pt']['infer_ms'] / m['ef']['infer_ms']:.2f}x PyTorch; training step: "
           f"{m['pt']['train_ms'] / m['ef']['train_ms']:.2f}x PyTorch (time of the other / eigenformer's).")
+    if "pt-bf16" in m:
+        print(f"Against PyTorch under bf16 autocast: inference {m['pt-bf16']['infer_ms'] / m['ef']['infer_ms']:.2f}x, "
+              f"training step {m['pt-bf16']['train_ms'] / m['ef']['train_ms']:.2f}x.")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(res, f, indent=1)

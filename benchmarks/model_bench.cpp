@@ -9,12 +9,15 @@
 //                                    across the threads where it pays)
 // BM_inference_unsplit/<config>/threads:2   the same with BatchSplit::never
 // BM_fma_peak                        FP32 fused multiply-adds on independent SIMD registers, one thread
+// BM_bf16_dot_peak                   the same with vdpbf16ps (bf16 pairs, float sums; AVX512_BF16 built in)
 // BM_memory_bandwidth/threads:N      reading a 1 GiB buffer once per iteration (GB/s): what bounds decoding
 // BM_bert_train_step/bert-base/threads:N   nn::BertForSequenceClassification with bert-base's shape (12 layers,
 //                                    width 768, 12 heads, feed-forward 3,072, vocabulary 30,522, dropout 0, 2 labels),
 //                                    batch 8 x 128 tokens: forward, cross-entropy, backward, Adam step, zero_grad
 // BM_bert_inference/bert-base/threads:N     the same model's eval-mode forward through infer()
 //                                    (benchmarks/compare_bert.py runs both beside PyTorch and ONNX Runtime)
+// BM_bert_{train_step,inference}/bert-base-medium/threads:N   both with set_float32_matmul_precision("medium")
+//                                    (products in bf16 with float sums on CPUs with AVX512_BF16)
 // BM_decode/gpt2-small/batch:B/threads:N   generate() with a GPT-2-small-shaped model (12 layers, width 768, 12
 //                                    heads, vocabulary 50,257, random weights): B prompts of 32 tokens, 128 greedy
 //                                    tokens each (prefill and every step)
@@ -154,6 +157,27 @@ void BM_fma_peak(benchmark::State& state) {
   state.SetLabel(kLanes == 16 ? "AVX-512" : kLanes == 8 ? "AVX2+FMA" : "scalar");
 }
 
+// The bf16 products' peak: vdpbf16ps on independent zmm accumulators (32 multiply-adds each), one thread.
+void BM_bf16_dot_peak(benchmark::State& state) {
+#if defined(__AVX512BF16__)
+  constexpr int kChains = 12;
+  constexpr long kIters = 1 << 20;
+  __m512 acc[kChains];
+  for (int i = 0; i < kChains; ++i) acc[i] = _mm512_set1_ps(float(i) * 1e-3f);
+  const __m512bh a = _mm512_cvtne2ps_pbh(_mm512_set1_ps(0.5f), _mm512_set1_ps(0.5f));
+  const __m512bh b = _mm512_cvtne2ps_pbh(_mm512_set1_ps(1e-7f), _mm512_set1_ps(1e-7f));
+  for (auto _ : state) {
+    for (long it = 0; it < kIters; ++it)
+      for (int i = 0; i < kChains; ++i) acc[i] = _mm512_dpbf16_ps(acc[i], a, b);
+    benchmark::DoNotOptimize(acc);
+  }
+  const double flops = 2.0 * 32 * kChains * double(kIters);
+  state.counters["GFLOP/s"] = benchmark::Counter(flops * 1e-9 * double(state.iterations()), benchmark::Counter::kIsRate);
+#else
+  state.SkipWithError("built without AVX512_BF16 (-march=native on a CPU that has it)");
+#endif
+}
+
 // Read bandwidth: a 1 GiB buffer (far beyond every cache) summed with the widest vectors, split across the
 // threads; GB/s of data read.
 #if defined(__AVX512F__)
@@ -217,8 +241,15 @@ nn::BertForSequenceClassification<float> make_bert_base() {
 
 const Config kBertBase = {"bert-base", 30522, 768, 12, 12, 3072, 128, 8, 2};
 
-void BM_bert_train_step(benchmark::State& state, int threads) {
+/// Sets the float32 matmul precision for a benchmark's run.
+struct PrecisionScope {
+  explicit PrecisionScope(const char* name) { set_float32_matmul_precision(name); }
+  ~PrecisionScope() { set_float32_matmul_precision("highest"); }
+};
+
+void BM_bert_train_step(benchmark::State& state, int threads, const char* precision) {
   set_num_threads(threads);
+  const PrecisionScope scope(precision);
   nn::BertForSequenceClassification<float> model = make_bert_base();
   model.train();
   optim::Adam<float> opt(model.named_parameters());
@@ -235,8 +266,9 @@ void BM_bert_train_step(benchmark::State& state, int threads) {
   set_counters(state, kBertBase, 3 * forward_flops(kBertBase));
 }
 
-void BM_bert_inference(benchmark::State& state, int threads) {
+void BM_bert_inference(benchmark::State& state, int threads, const char* precision) {
   set_num_threads(threads);
+  const PrecisionScope scope(precision);
   nn::BertForSequenceClassification<float> model = make_bert_base();
   model.eval();
   const Tensor<std::int64_t> ids = random_ids(kBertBase, 2);
@@ -298,16 +330,19 @@ const int registered = [] {
             ->Unit(benchmark::kMillisecond)
             ->UseRealTime();
     }
-  for (int threads : {1, 2}) {
-    const std::string suffix = "bert-base/threads:" + std::to_string(threads);
-    benchmark::RegisterBenchmark(("BM_bert_train_step/" + suffix).c_str(), BM_bert_train_step, threads)
-        ->Unit(benchmark::kMillisecond)
-        ->UseRealTime();
-    benchmark::RegisterBenchmark(("BM_bert_inference/" + suffix).c_str(), BM_bert_inference, threads)
-        ->Unit(benchmark::kMillisecond)
-        ->UseRealTime();
-  }
+  for (const char* precision : {"highest", "medium"})
+    for (int threads : {1, 2}) {
+      const std::string suffix = std::string(precision[0] == 'h' ? "bert-base" : "bert-base-medium") +
+                                 "/threads:" + std::to_string(threads);
+      benchmark::RegisterBenchmark(("BM_bert_train_step/" + suffix).c_str(), BM_bert_train_step, threads, precision)
+          ->Unit(benchmark::kMillisecond)
+          ->UseRealTime();
+      benchmark::RegisterBenchmark(("BM_bert_inference/" + suffix).c_str(), BM_bert_inference, threads, precision)
+          ->Unit(benchmark::kMillisecond)
+          ->UseRealTime();
+    }
   benchmark::RegisterBenchmark("BM_fma_peak", BM_fma_peak)->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("BM_bf16_dot_peak", BM_bf16_dot_peak)->Unit(benchmark::kMillisecond);
   for (int threads : {1, 2}) {
     benchmark::RegisterBenchmark(("BM_memory_bandwidth/threads:" + std::to_string(threads)).c_str(),
                                  BM_memory_bandwidth, threads)

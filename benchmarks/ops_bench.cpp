@@ -102,7 +102,8 @@ void matmul_sizes(benchmark::internal::Benchmark* b) {
 // --- the GEMM kernels alone: C (M, N) = A (M, K) B (K, N), one thread, by backend -----------------------------
 // kernel 0 = detail::gemm_eigen (Eigen's product, or the BLAS's in an EIGEN_USE_BLAS build), 1 = our packed kernel
 // with 6 x 16 AVX2 tiles, 2 = the same with 6 x 32 AVX-512 tiles (skipped on CPUs without AVX-512F), 3 = the BLAS
-// called directly (EIGEN_USE_BLAS builds only). The BLAS may use its own threads (OPENBLAS_NUM_THREADS).
+// called directly (EIGEN_USE_BLAS builds only), 4 = the packed kernel's bf16 mode (skipped on CPUs without
+// AVX512_BF16). The BLAS may use its own threads (OPENBLAS_NUM_THREADS).
 
 void BM_gemm_kernel(benchmark::State& state) {
   const Index m = state.range(0), k = state.range(1), n = state.range(2), kernel = state.range(3);
@@ -114,9 +115,11 @@ void BM_gemm_kernel(benchmark::State& state) {
   namespace kernels = eigenformer::detail::gemm_avx2;
   if ((kernel == 1 || kernel == 2) && !kernels::cpu_supported()) state.SkipWithError("no AVX2+FMA on this CPU");
   if (kernel == 2 && !kernels::cpu_supports_avx512()) state.SkipWithError("no AVX-512F on this CPU");
+  if (kernel == 4 && !kernels::cpu_supports_avx512_bf16()) state.SkipWithError("no AVX512_BF16 on this CPU");
   kernels::avx512_enabled() = kernel == 2;
 #else
-  if (kernel == 1 || kernel == 2) state.SkipWithError("built without the packed kernel (EIGENFORMER_NO_GEMM_KERNEL)");
+  if (kernel == 1 || kernel == 2 || kernel == 4)
+    state.SkipWithError("built without the packed kernel (EIGENFORMER_NO_GEMM_KERNEL)");
 #endif
 #ifndef EIGEN_USE_BLAS
   if (kernel == 3) state.SkipWithError("built without a BLAS (EIGENFORMER_USE_BLAS=OFF)");
@@ -132,8 +135,8 @@ void BM_gemm_kernel(benchmark::State& state) {
     }
 #endif
 #ifdef EIGENFORMER_GEMM_AVX2
-    if (kernel == 1 || kernel == 2) {
-      kernels::gemm(m, n, k, a.data(), k, false, b.data(), n, false, c.data(), n, false, nullptr, false);
+    if (kernel == 1 || kernel == 2 || kernel == 4) {
+      kernels::gemm(m, n, k, a.data(), k, false, b.data(), n, false, c.data(), n, false, nullptr, false, kernel == 4);
       benchmark::DoNotOptimize(c.data());
       continue;
     }
@@ -155,7 +158,7 @@ void gemm_kernel_sizes(benchmark::internal::Benchmark* b) {
                                std::array<Index, 3>{128, 128, 64}, std::array<Index, 3>{64, 64, 64},
                                std::array<Index, 3>{8, 32, 96}, std::array<Index, 3>{8, 32, 32},
                                std::array<Index, 3>{4, 8, 4}})
-    for (Index kernel : {0, 1, 2, 3}) b->Args({m, k, n, kernel});
+    for (Index kernel : {0, 1, 2, 3, 4}) b->Args({m, k, n, kernel});
   b->Unit(benchmark::kMicrosecond);
 }
 
