@@ -232,12 +232,15 @@ GemmSituation situation_of(const GemmProduct<T>& p) {
 }
 
 /// Whether a thread running a whole part of a split runs its products of T as one-thread BLAS calls. If not, they
-/// run on the packed kernel, which packs all of B into a buffer of that thread's own (the BLAS packs block by
-/// block): a runner then splits only models whose weight matrices are small.
+/// run on the packed kernel (in float or bf16), which packs all of B into a buffer of that thread's own (the BLAS
+/// packs block by block): a runner then splits only models whose weight matrices are small.
 template <typename T>
 bool whole_part_products_on_blas() {
 #ifdef EIGEN_USE_BLAS
-  return (std::is_same_v<T, float> || std::is_same_v<T, double>) && blas_num_threads() == 1;
+  const bool bf16 = std::is_same_v<T, float> &&
+                    matmul_precision_setting().load(std::memory_order_relaxed) == MatmulPrecision::medium &&
+                    bf16_kernel_available();
+  return (std::is_same_v<T, float> || std::is_same_v<T, double>) && blas_num_threads() == 1 && !bf16;
 #else
   return false;
 #endif
