@@ -50,6 +50,19 @@ double worst(const Tensor<T>& got, const Tensor<double>& want, double atol, doub
   return w;
 }
 
+/// A config of the given sizes (vocabulary, width, layers, heads, feed-forward width, positions), dropout off.
+nn::BertConfig sized(Index vocab, Index hidden, Index layers, Index heads, Index intermediate, Index positions) {
+  nn::BertConfig c;
+  c.vocab_size = vocab;
+  c.hidden_size = hidden;
+  c.num_hidden_layers = layers;
+  c.num_attention_heads = heads;
+  c.intermediate_size = intermediate;
+  c.max_position_embeddings = positions;
+  c.hidden_dropout_prob = c.attention_probs_dropout_prob = 0;
+  return c;
+}
+
 std::string slurp(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
   std::ostringstream s;
@@ -265,13 +278,7 @@ TEST(Bert, BadFoldersThrowNamingTheFileAndEveryProblemAndChangeNothing) {
 }
 
 TEST(Bert, InputsAreChecked) {
-  nn::BertConfig c;
-  c.vocab_size = 20;
-  c.hidden_size = 8;
-  c.num_hidden_layers = 1;
-  c.num_attention_heads = 2;
-  c.intermediate_size = 16;
-  c.max_position_embeddings = 6;
+  nn::BertConfig c = sized(20, 8, 1, 2, 16, 6);
   nn::BertModel<float> model(c);
   EXPECT_THROW_WITH(model.forward(Tensor<std::int64_t>::from({1, 20}, {1, 2})), ValueError,
                     {"BertModel::forward", "token id 20", "(0, 1)", "vocab_size = 20"});
@@ -285,14 +292,7 @@ TEST(Bert, InputsAreChecked) {
 }
 
 TEST(Bert, GradcheckOfATinyModelWithDropoutOff) {
-  nn::BertConfig c;
-  c.vocab_size = 7;
-  c.hidden_size = 4;
-  c.num_hidden_layers = 1;
-  c.num_attention_heads = 2;
-  c.intermediate_size = 5;
-  c.max_position_embeddings = 5;
-  c.hidden_dropout_prob = c.attention_probs_dropout_prob = 0;
+  nn::BertConfig c = sized(7, 4, 1, 2, 5, 5);
   c.labels = {"a", "b", "c"};
   c.initializer_range = 0.5;
   nn::BertForSequenceClassification<double> model(c);
@@ -305,15 +305,7 @@ TEST(Bert, GradcheckOfATinyModelWithDropoutOff) {
 }
 
 TEST(Bert, MediumMatmulPrecisionKeepsTheHiddenStatesNearFloat) {
-  nn::BertConfig c;
-  c.vocab_size = 300;
-  c.hidden_size = 128;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.intermediate_size = 256;
-  c.max_position_embeddings = 64;
-  c.hidden_dropout_prob = c.attention_probs_dropout_prob = 0;
-  nn::BertModel<float> model(c);
+  nn::BertModel<float> model(sized(300, 128, 2, 4, 256, 64));
   model.eval();
   Generator gen(11);
   Tensor<std::int64_t> ids = Tensor<std::int64_t>::empty({4, 32});
