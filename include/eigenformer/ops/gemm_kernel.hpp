@@ -472,23 +472,15 @@ inline void gemm(Index m, Index n, Index k, const float* a, Index lda, bool tran
 }  // namespace gemm_avx2
 #endif  // EIGENFORMER_GEMM_AVX2
 
+#ifdef EIGENFORMER_GEMM_AVX2
 /// Whether this build and CPU run the packed float kernel.
-inline bool packed_kernel_available() {
-#ifdef EIGENFORMER_GEMM_AVX2
-  return gemm_avx2::cpu_supported();
-#else
-  return false;
-#endif
-}
-
+inline bool packed_kernel_available() { return gemm_avx2::cpu_supported(); }
 /// Whether this build and CPU run the packed kernel's bf16 mode.
-inline bool bf16_kernel_available() {
-#ifdef EIGENFORMER_GEMM_AVX2
-  return gemm_avx2::cpu_supports_avx512_bf16();
+inline bool bf16_kernel_available() { return gemm_avx2::cpu_supports_avx512_bf16(); }
 #else
-  return false;
+inline bool packed_kernel_available() { return false; }
+inline bool bf16_kernel_available() { return false; }
 #endif
-}
 
 }  // namespace detail
 }  // namespace eigenformer
