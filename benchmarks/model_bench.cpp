@@ -241,15 +241,9 @@ nn::BertForSequenceClassification<float> make_bert_base() {
 
 const Config kBertBase = {"bert-base", 30522, 768, 12, 12, 3072, 128, 8, 2};
 
-/// Sets the float32 matmul precision for a benchmark's run.
-struct PrecisionScope {
-  explicit PrecisionScope(const char* name) { set_float32_matmul_precision(name); }
-  ~PrecisionScope() { set_float32_matmul_precision("highest"); }
-};
-
 void BM_bert_train_step(benchmark::State& state, int threads, const char* precision) {
   set_num_threads(threads);
-  const PrecisionScope scope(precision);
+  const MatmulPrecisionGuard scope(precision);
   nn::BertForSequenceClassification<float> model = make_bert_base();
   model.train();
   optim::Adam<float> opt(model.named_parameters());
@@ -268,7 +262,7 @@ void BM_bert_train_step(benchmark::State& state, int threads, const char* precis
 
 void BM_bert_inference(benchmark::State& state, int threads, const char* precision) {
   set_num_threads(threads);
-  const PrecisionScope scope(precision);
+  const MatmulPrecisionGuard scope(precision);
   nn::BertForSequenceClassification<float> model = make_bert_base();
   model.eval();
   const Tensor<std::int64_t> ids = random_ids(kBertBase, 2);

@@ -27,4 +27,16 @@ TEST(MatmulPrecision, AnUnknownNameThrowsAndKeepsTheSetting) {
   set_float32_matmul_precision("highest");
 }
 
+TEST(MatmulPrecision, TheGuardRestoresThePreviousSetting) {
+  set_float32_matmul_precision("high");
+  {
+    MatmulPrecisionGuard guard("medium");
+    EXPECT_EQ(get_float32_matmul_precision(), "medium");
+    EXPECT_THROW(MatmulPrecisionGuard("fp8"), ValueError);
+    EXPECT_EQ(get_float32_matmul_precision(), "medium");
+  }
+  EXPECT_EQ(get_float32_matmul_precision(), "high");
+  set_float32_matmul_precision("highest");
+}
+
 }  // namespace execution_test

@@ -311,9 +311,10 @@ TEST(Bert, MediumMatmulPrecisionKeepsTheHiddenStatesNearFloat) {
   Tensor<std::int64_t> ids = Tensor<std::int64_t>::empty({4, 32});
   for (Index i = 0; i < ids.numel(); ++i) ids[i] = static_cast<std::int64_t>(gen() % 300);
   const Tensor<float> full = model.forward(ids).last_hidden_state.value();
-  set_float32_matmul_precision("medium");
-  const Tensor<float> medium = model.forward(ids).last_hidden_state.value();
-  set_float32_matmul_precision("highest");
+  const Tensor<float> medium = [&] {
+    MatmulPrecisionGuard guard("medium");
+    return model.forward(ids).last_hidden_state.value();
+  }();
   double worst_diff = 0, mean_diff = 0;
   for (Index i = 0; i < full.numel(); ++i) {
     const double d = std::abs(static_cast<double>(medium[i]) - static_cast<double>(full[i]));

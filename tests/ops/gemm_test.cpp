@@ -166,12 +166,6 @@ TEST(Gemm, PackedKernelMatchesReferenceForEveryLayoutAndEpilogue) {
 #endif
 }
 
-/// Sets the float32 matmul precision for a scope.
-struct PrecisionScope {
-  explicit PrecisionScope(const char* name) { set_float32_matmul_precision(name); }
-  ~PrecisionScope() { set_float32_matmul_precision("highest"); }
-};
-
 TEST(Gemm, Bf16ModeMatchesTheProductOfRoundedOperandsForEveryLayoutAndEpilogue) {
   if (!detail::bf16_kernel_available()) GTEST_SKIP() << "no AVX512_BF16 on this CPU (or no packed kernel)";
   expect_all_cases_match<float, Path::kPackedBf16>(900, 1e-5);
@@ -187,7 +181,7 @@ TEST(Gemm, Bf16ModeRoundsTheOperands) {
 TEST(Gemm, MediumPrecisionRunsProductsWorthPackingInBf16) {
   const Case large{64, 96, 300, false, true, false, true, false, 0};
   const Case tiny{4, 8, 4, false, false, false, false, false, 0};
-  PrecisionScope medium("medium");
+  MatmulPrecisionGuard medium("medium");
   if (!detail::bf16_kernel_available()) {  // "medium" computes as "highest" there
     EXPECT_LE((max_relative_error<float>(large, 5)), 1e-5);
     return;
@@ -524,7 +518,7 @@ TEST(GemmBackend, TheSituationReadsTheCallingThreadsContext) {
   EXPECT_EQ(detail::situation_of(p).threads, num_threads());
   EXPECT_FALSE(detail::situation_of(p).bf16_products);
   {
-    PrecisionScope medium("medium");
+    MatmulPrecisionGuard medium("medium");
     EXPECT_EQ(detail::situation_of(p).bf16_products, detail::bf16_kernel_available());
     EXPECT_FALSE(detail::situation_of(detail::GemmProduct<double>::sizes(2, 2, 2)).bf16_products);
   }

@@ -132,11 +132,10 @@ TEST(Inference, SplitOnlyWhereItPays) {
     EXPECT_EQ(batch_parts(small_weights, BatchSplit::automatic, ids), 2);
     eigenformer::detail::openblas_thread_calls().set(1);
     if (eigenformer::detail::bf16_kernel_available()) {  // "medium": the parts' products go to the bf16 kernel
-      set_float32_matmul_precision("medium");
+      MatmulPrecisionGuard medium("medium");
       EXPECT_FALSE(eigenformer::detail::whole_part_products_on_blas<float>());
       EXPECT_EQ(batch_parts(large_weights, BatchSplit::automatic, large_ids), 1);
       EXPECT_EQ(batch_parts(small_weights, BatchSplit::automatic, ids), 2);
-      set_float32_matmul_precision("highest");
     }
   }
 #endif

@@ -107,6 +107,22 @@ inline std::string get_float32_matmul_precision() {
   }
 }
 
+/// Sets the float32 matmul precision for its lifetime and restores the previous one (a bad name throws as
+/// set_float32_matmul_precision does, changing nothing).
+class MatmulPrecisionGuard {
+ public:
+  explicit MatmulPrecisionGuard(const std::string& precision)
+      : previous_(detail::matmul_precision_setting().load(std::memory_order_relaxed)) {
+    set_float32_matmul_precision(precision);
+  }
+  MatmulPrecisionGuard(const MatmulPrecisionGuard&) = delete;
+  MatmulPrecisionGuard& operator=(const MatmulPrecisionGuard&) = delete;
+  ~MatmulPrecisionGuard() { detail::matmul_precision_setting().store(previous_, std::memory_order_relaxed); }
+
+ private:
+  MatmulPrecision previous_;
+};
+
 /// Sets the calling thread's execution context for its lifetime and restores the previous one.
 class ExecutionScope : detail::ScopedValue<ExecutionContext> {
  public:

@@ -204,6 +204,14 @@ inline bool gemm_pair_side_by_side(const GemmSituation& p, const GemmSituation& 
          !p.bf16_products && !q.bf16_products && large(p) && large(q);
 }
 
+/// Whether products of T run in the packed kernel's bf16 mode: float, "medium" precision, a CPU with AVX512_BF16.
+template <typename T>
+bool bf16_products_enabled() {
+  return std::is_same_v<T, float> &&
+         matmul_precision_setting().load(std::memory_order_relaxed) == MatmulPrecision::medium &&
+         bf16_kernel_available();
+}
+
 /// The situation of product p on the calling thread.
 template <typename T>
 GemmSituation situation_of(const GemmProduct<T>& p) {
@@ -222,9 +230,7 @@ GemmSituation situation_of(const GemmProduct<T>& p) {
   s.blas_threads = blas_num_threads();
 #endif
   s.packed_kernel = std::is_same_v<T, float> && packed_kernel_available();
-  s.bf16_products = std::is_same_v<T, float> &&
-                    matmul_precision_setting().load(std::memory_order_relaxed) == MatmulPrecision::medium &&
-                    bf16_kernel_available();
+  s.bf16_products = bf16_products_enabled<T>();
   s.threads = num_threads();
   s.in_parallel_region = in_parallel_region();
   s.whole_part = execution_context().whole_part;
@@ -237,10 +243,8 @@ GemmSituation situation_of(const GemmProduct<T>& p) {
 template <typename T>
 bool whole_part_products_on_blas() {
 #ifdef EIGEN_USE_BLAS
-  const bool bf16 = std::is_same_v<T, float> &&
-                    matmul_precision_setting().load(std::memory_order_relaxed) == MatmulPrecision::medium &&
-                    bf16_kernel_available();
-  return (std::is_same_v<T, float> || std::is_same_v<T, double>) && blas_num_threads() == 1 && !bf16;
+  return (std::is_same_v<T, float> || std::is_same_v<T, double>) && blas_num_threads() == 1 &&
+         !bf16_products_enabled<T>();
 #else
   return false;
 #endif
