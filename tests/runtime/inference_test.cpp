@@ -72,7 +72,9 @@ TEST(Inference, SplitBatchGivesTheUnsplitLogits) {
   EXPECT_FALSE(split.requires_grad());
   EXPECT_TRUE(is_grad_enabled());  // the caller's mode is kept
   EXPECT_EQ(split.shape(), (Shape{5, 2}));
-  EXPECT_TRUE(split.value().allclose(unsplit.value(), 1e-6, 1e-7));
+  // Same arithmetic, other summation order: a part's products run on one thread (and may take another GEMM
+  // backend), so the logits (of order 1) agree to float rounding, not bit for bit.
+  EXPECT_TRUE(split.value().allclose(unsplit.value(), 1e-5, 1e-6));
   // Any module whose inputs and output have the batch first: undefined and 1-D inputs, a 3-D output.
   Echo echo;
   echo.eval();
