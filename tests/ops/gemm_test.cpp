@@ -442,6 +442,7 @@ TEST(GemmBackend, TheChoiceFollowsTheTable) {
   const auto as_double = [](S& s) { s.scalar_bytes = 8; s.packed_kernel = false; };
   const auto other_type = [](S& s) { s.scalar_bytes = 2; s.blas_scalar = false; s.packed_kernel = false; };
   const auto bf16 = [](S& s) { s.bf16_products = true; };
+  const auto narrow_blas = [](S& s) { s.blas_narrower = true; };
   const std::vector<BackendCase> cases = {
       {"empty result", situation(0, 5, 5), B::none},
       {"empty result (n)", situation(5, 0, 5), B::none},
@@ -483,6 +484,17 @@ TEST(GemmBackend, TheChoiceFollowsTheTable) {
       {"bf16 products, below 1e5 flops: as in float", with(situation(4, 8, 4), bf16), B::eigen_lazy},
       {"bf16 products, a decoding step's weight: streamed in float", with(situation(1, 3072, 768), bf16),
        B::streaming},
+      {"narrower BLAS kernels, one thread: packed", with(situation(128, 128, 128), narrow_blas), B::packed},
+      {"narrower BLAS kernels, two threads, 2e8 flops: packed",
+       with(with(situation(1000, 1000, 100), narrow_blas), two_threads), B::packed},
+      {"narrower BLAS kernels, threaded BLAS, 2e9 flops: packed",
+       with(with(situation(2000, 1000, 1000), narrow_blas), threaded_blas), B::packed},
+      {"narrower BLAS kernels, a whole part: packed", with(with(situation(512, 384, 256), narrow_blas), whole_part),
+       B::packed},
+      {"narrower BLAS kernels, allocating small shape: Eigen coefficient-wise",
+       with(situation(4, 8, 4), narrow_blas), B::eigen_lazy},
+      {"narrower BLAS kernels, double (no packed kernel): the BLAS",
+       with(with(situation(64, 40, 64), as_double), narrow_blas), B::blas},
   };
   for (const BackendCase& c : cases) EXPECT_EQ(detail::choose_gemm_backend(c.s), c.expected) << c.what;
 }
@@ -501,7 +513,45 @@ TEST(GemmBackend, PairsRunSideBySideOnlyWhenBothAreLargeOnTwoThreads) {
                                               large));
   EXPECT_FALSE(detail::gemm_pair_side_by_side(
       with(large, [](detail::GemmSituation& s) { s.bf16_products = true; }), large));
+  EXPECT_FALSE(detail::gemm_pair_side_by_side(
+      large, with(large, [](detail::GemmSituation& s) { s.blas_narrower = true; })));
+  auto large_double = with(large, [](detail::GemmSituation& s) {
+    s.scalar_bytes = 8;
+    s.packed_kernel = false;
+    s.blas_narrower = true;
+  });
+  EXPECT_TRUE(detail::gemm_pair_side_by_side(large_double, large_double));  // nothing beats the BLAS for doubles
 }
+
+TEST(GemmBackend, OpenBlasCoreNamesGiveTheirKernelsVectorWidth) {
+  EXPECT_EQ(detail::blas_kernel_vector_bits("SkylakeX"), 512);
+  EXPECT_EQ(detail::blas_kernel_vector_bits("SAPPHIRERAPIDS"), 512);
+  EXPECT_EQ(detail::blas_kernel_vector_bits("Cooperlake"), 512);
+  EXPECT_EQ(detail::blas_kernel_vector_bits("Haswell"), 256);
+  EXPECT_EQ(detail::blas_kernel_vector_bits("Zen"), 256);
+  EXPECT_EQ(detail::blas_kernel_vector_bits("Prescott"), 128);  // DYNAMIC_ARCH's fallback on an unknown CPU
+  EXPECT_EQ(detail::blas_kernel_vector_bits("Sandybridge"), 128);
+  EXPECT_EQ(detail::blas_kernel_vector_bits(""), 0);  // no OpenBLAS
+  EXPECT_EQ(detail::blas_kernel_vector_bits("SomeFutureCore"), 0);
+}
+
+#ifdef EIGENFORMER_GEMM_AVX2
+TEST(GemmBackend, TheBlasIsNarrowerWhenItsKernelsAreNarrowerThanThePackedKernels) {
+  const int blas_bits = detail::blas_kernel_vector_bits(detail::openblas_core_name());
+  const bool packed = detail::packed_kernel_available();
+  const bool saved = detail::gemm_avx2::avx512_enabled().load();
+  for (bool avx512 : {true, false}) {
+    detail::gemm_avx2::avx512_enabled() = avx512;
+    const int packed_bits = avx512 && detail::gemm_avx2::cpu_supports_avx512() ? 512 : 256;
+    EXPECT_EQ(detail::blas_narrower_than_packed_kernel(), packed && blas_bits != 0 && blas_bits < packed_bits)
+        << "OpenBLAS core '" << detail::openblas_core_name() << "', AVX-512 tiles " << avx512;
+  }
+  detail::gemm_avx2::avx512_enabled() = saved;
+  std::vector<float> a(4), b(4), c(4);
+  const auto p = detail::GemmProduct<float>::sizes(2, 2, 2).lhs(a.data(), 2).rhs(b.data(), 2).out(c.data(), 2);
+  EXPECT_EQ(detail::situation_of(p).blas_narrower, detail::blas_narrower_than_packed_kernel());
+}
+#endif
 
 TEST(GemmBackend, TheSituationReadsTheCallingThreadsContext) {
   std::vector<float> a(4), b(4), c(4);

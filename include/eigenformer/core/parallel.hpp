@@ -4,6 +4,7 @@
 #pragma once
 
 #include <algorithm>
+#include <string>
 
 #include "eigenformer/core/config.hpp"
 #include "eigenformer/core/error.hpp"
@@ -54,6 +55,27 @@ inline const OpenBlasThreadCalls& openblas_thread_calls() {
   return calls;
 }
 #endif
+
+/// The name of the core whose kernels OpenBLAS runs ("SkylakeX", "Haswell", "Prescott", ...: its DYNAMIC_ARCH
+/// choice, or OPENBLAS_CORETYPE's), or "" when no OpenBLAS is loaded (or the build has no BLAS).
+inline const std::string& openblas_core_name() {
+  static const std::string name = [] {
+    std::string n;
+#ifdef EIGENFORMER_OPENBLAS_THREADS
+    using CoreNameCall = char* (*)();
+    void* symbol = dlsym(RTLD_DEFAULT, "openblas_get_corename");
+    CoreNameCall call = nullptr;
+    static_assert(sizeof(call) == sizeof(symbol), "function pointers as wide as void*");
+    std::memcpy(&call, &symbol, sizeof(symbol));
+    if (call) {
+      const char* s = call();
+      if (s) n = s;
+    }
+#endif
+    return n;
+  }();
+  return name;
+}
 
 /// The BLAS's own thread count (OpenBLAS), or 0 when there is none to ask.
 inline int blas_num_threads() {

@@ -7,7 +7,9 @@
 #pragma once
 
 #include <algorithm>
+#include <cctype>
 #include <limits>
+#include <string>
 #include <type_traits>
 
 #include <Eigen/Core>
@@ -123,13 +125,49 @@ struct GemmSituation {
   bool blas_build = false;      // built with EIGEN_USE_BLAS
   int blas_threads = 0;         // the BLAS's own thread count (OpenBLAS), 0 when unknown
   bool packed_kernel = false;   // the packed kernel runs this scalar type on this CPU (float, AVX2+FMA)
+  bool blas_narrower = false;   // the BLAS's kernels use narrower vectors than the packed kernel's (see below)
   bool bf16_products = false;   // float, "medium" matmul precision, and a CPU with AVX512_BF16
   int threads = 1;              // num_threads()
   bool in_parallel_region = false;
   bool whole_part = false;      // ExecutionContext::whole_part
 
   double flops() const { return 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k); }
+  /// Whether the packed kernel takes this product's scalar type and out-computes the BLAS at any size.
+  bool packed_over_blas() const { return packed_kernel && blas_narrower; }
 };
+
+/// The vector width in bits of the float kernels an OpenBLAS core runs, by the name openblas_get_corename gives:
+/// 512 for the AVX-512 cores, 256 for the AVX2 + FMA ones, 128 for the older cores that its DYNAMIC_ARCH builds
+/// also fall back to on a CPU they do not know (OpenBLAS 0.3.21 runs its SSE3 "Prescott" kernels on Intel's
+/// 5th-generation Xeon); 0 for a name not listed here (or no OpenBLAS): nothing is assumed.
+inline int blas_kernel_vector_bits(const std::string& core) {
+  std::string name;
+  for (const char c : core) name += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (const char* n : {"skylakex", "cooperlake", "sapphirerapids"})
+    if (name == n) return 512;
+  for (const char* n : {"haswell", "zen", "excavator"})
+    if (name == n) return 256;
+  for (const char* n : {"prescott", "core2", "penryn", "dunnington", "nehalem", "atom", "sandybridge", "bulldozer",
+                        "piledriver", "steamroller", "opteron", "opteron_sse3", "barcelona", "bobcat", "athlon",
+                        "katmai", "coppermine", "northwood", "banias", "nano"})
+    if (name == n) return 128;
+  return 0;
+}
+
+/// Whether the BLAS's float kernels are narrower than the packed kernel's (512 bits on AVX-512 CPUs unless
+/// avx512_enabled is off, else 256): float products then never go to the BLAS. An OpenBLAS that runs SSE3 or AVX2
+/// kernels on an AVX-512 CPU computes at a fifth or half of the packed kernel's rate.
+inline bool blas_narrower_than_packed_kernel() {
+  static const int blas_bits = blas_kernel_vector_bits(openblas_core_name());
+  if (blas_bits == 0 || !packed_kernel_available()) return false;
+#ifdef EIGENFORMER_GEMM_AVX2
+  const int packed_bits =
+      gemm_avx2::cpu_supports_avx512() && gemm_avx2::avx512_enabled().load(std::memory_order_relaxed) ? 512 : 256;
+#else
+  const int packed_bits = 0;
+#endif
+  return blas_bits < packed_bits;
+}
 
 /// Products of this many flops and up, on more than one thread with a one-thread BLAS, are split across our threads
 /// (one BLAS call per piece); smaller ones run on the packed kernel's own threading.
@@ -155,9 +193,10 @@ inline bool blas_small_product_allocates(const GemmSituation& s) {
 }
 
 /// The backend of a product. First, float products of at most kStreamingMaxRows rows with an untransposed A and a
-/// weight of kStreamingMinWeightBytes or more (a decoding step's) go to the streaming kernel. With a BLAS: on one
-/// thread every other product goes to it (it matches or beats the packed
-/// kernel at every size there), except those its small kernels would malloc for; with more threads and a
+/// weight of kStreamingMinWeightBytes or more (a decoding step's) go to the streaming kernel. With a BLAS (unless
+/// its kernels are narrower than the packed kernel's, for the packed kernel's float products): on one thread every
+/// other product goes to it (it matches or beats the packed kernel at every size there when its kernels are as
+/// wide), except those its small kernels would malloc for; with more threads and a
 /// one-thread BLAS (what set_num_threads sets up), large products are split across our threads, one BLAS call
 /// each; with a BLAS that threads itself, only very large ones go to it. Never from inside a parallel region (a
 /// threaded BLAS would fight that loop for the cores), except on a thread running a whole part of a split (its
@@ -172,7 +211,7 @@ inline GemmBackend choose_gemm_backend(const GemmSituation& s) {
       4.0 * static_cast<double>(s.n) * static_cast<double>(s.k) >= kStreamingMinWeightBytes)
     return GemmBackend::streaming;
   if (s.bf16_products && s.packed_kernel && s.k > 0 && s.flops() >= kPackedMinFlops) return GemmBackend::packed_bf16;
-  const bool blas_ok = s.blas_build && s.blas_scalar && s.fits_blas_int && s.k > 0;
+  const bool blas_ok = s.blas_build && s.blas_scalar && s.fits_blas_int && s.k > 0 && !s.packed_over_blas();
   const bool small_allocates = blas_small_product_allocates(s);
   if (blas_ok) {
     if (s.whole_part) {
@@ -201,7 +240,8 @@ inline bool gemm_pair_side_by_side(const GemmSituation& p, const GemmSituation& 
     return s.m > 0 && s.n > 0 && s.k > 0 && s.blas_scalar && s.fits_blas_int && s.flops() >= kBlasSplitMinFlops;
   };
   return p.blas_build && !p.in_parallel_region && !p.whole_part && p.threads == 2 && p.blas_threads == 1 &&
-         !p.bf16_products && !q.bf16_products && large(p) && large(q);
+         !p.bf16_products && !q.bf16_products && !p.packed_over_blas() && !q.packed_over_blas() && large(p) &&
+         large(q);
 }
 
 /// Whether products of T run in the packed kernel's bf16 mode: float, "medium" precision, a CPU with AVX512_BF16.
@@ -230,6 +270,7 @@ GemmSituation situation_of(const GemmProduct<T>& p) {
   s.blas_threads = blas_num_threads();
 #endif
   s.packed_kernel = std::is_same_v<T, float> && packed_kernel_available();
+  s.blas_narrower = blas_narrower_than_packed_kernel();
   s.bf16_products = bf16_products_enabled<T>();
   s.threads = num_threads();
   s.in_parallel_region = in_parallel_region();
@@ -244,7 +285,7 @@ template <typename T>
 bool whole_part_products_on_blas() {
 #ifdef EIGEN_USE_BLAS
   return (std::is_same_v<T, float> || std::is_same_v<T, double>) && blas_num_threads() == 1 &&
-         !bf16_products_enabled<T>();
+         !bf16_products_enabled<T>() && !(std::is_same_v<T, float> && blas_narrower_than_packed_kernel());
 #else
   return false;
 #endif
