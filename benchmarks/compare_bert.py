@@ -3,6 +3,7 @@
 
 Usage: /usr/bin/python3 benchmarks/compare_bert.py build/release/benchmarks/model_bench
          [--threads 2] [--rounds 5] [--precision highest|medium] [--ort-dir data/onnxruntime] [--json out.json]
+         [--openblas-coretype NAME]
 
 The model: BertForSequenceClassification with bert-base's shape (12 layers, 768 wide, 12 heads, 3,072 feed-forward,
 vocabulary 30,522), 2 labels, dropout 0, random weights; batch 8 x sequence 128, no padding. eigenformer runs
@@ -20,7 +21,7 @@ torch.autocast("cpu", dtype=torch.bfloat16); ONNX Runtime stays in float.
 Method (as benchmarks/compare_pytorch.py): every round runs each side in its own process, the order rotating from
 round to round; times are medians over every sample (wall-clock: with more than one thread CPU time would add the
 threads up); RSS is each process's peak (os.wait4). All sides get OMP_WAIT_POLICY=PASSIVE, OMP_NUM_THREADS and no
-OPENBLAS_CORETYPE; PyTorch gets the OpenMP build of OpenBLAS when libopenblas0-openmp is installed.
+OPENBLAS_CORETYPE (--openblas-coretype sets one for every side); PyTorch gets the OpenMP build of OpenBLAS when libopenblas0-openmp is installed.
 """
 
 import argparse
@@ -38,6 +39,8 @@ SHAPE = dict(vocab_size=30522, hidden_size=768, num_hidden_layers=12, num_attent
              intermediate_size=3072, max_position_embeddings=512)
 BATCH, SEQ, LABELS = 8, 128, 2
 OPENBLAS_OPENMP_DIR = "/usr/lib/x86_64-linux-gnu/openblas-openmp"
+# OPENBLAS_CORETYPE for every side (--openblas-coretype); None: unset, OpenBLAS picks its kernels itself.
+OPENBLAS_CORETYPE = None
 GLIBC_TUNABLES = "glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=4294967295"
 
 ORT_RUNNER = r"""
@@ -148,6 +151,8 @@ def side_env(threads, torch_side):
     env = dict(os.environ)
     env.update(OMP_WAIT_POLICY="PASSIVE", OMP_NUM_THREADS=str(threads), GLIBC_TUNABLES=GLIBC_TUNABLES)
     env.pop("OPENBLAS_CORETYPE", None)
+    if OPENBLAS_CORETYPE:
+        env["OPENBLAS_CORETYPE"] = OPENBLAS_CORETYPE
     env.pop("OPENBLAS_NUM_THREADS", None)
     if torch_side and os.path.isdir(OPENBLAS_OPENMP_DIR):
         env["LD_LIBRARY_PATH"] = OPENBLAS_OPENMP_DIR + (":" + env["LD_LIBRARY_PATH"] if "LD_LIBRARY_PATH" in env else "")
@@ -198,7 +203,11 @@ def main():
                         help="eigenformer's float32 matmul precision (medium also times PyTorch under bf16 autocast)")
     parser.add_argument("--ort-dir", default=os.path.join(REPO, "data", "onnxruntime"))
     parser.add_argument("--json")
+    parser.add_argument("--openblas-coretype", help="OPENBLAS_CORETYPE for every side (default: unset), to time "
+                        "the kernels OpenBLAS runs on a CPU it does not know")
     args = parser.parse_args()
+    global OPENBLAS_CORETYPE
+    OPENBLAS_CORETYPE = args.openblas_coretype
     bench = os.path.abspath(args.model_bench)
     module = os.path.join(args.ort_dir, "node_modules", "onnxruntime-node")
     if not os.path.isdir(module):

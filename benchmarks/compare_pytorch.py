@@ -3,7 +3,7 @@
 
 Usage: /usr/bin/python3 benchmarks/compare_pytorch.py build/release/benchmarks/model_bench
          [--configs seed,tiny,mini,base-layer] [--threads 1,2] [--rounds 3] [--json out.json]
-         [--baseline OTHER/model_bench [--no-torch]]
+         [--baseline OTHER/model_bench [--no-torch]] [--openblas-coretype NAME]
 
 --baseline adds a third side, another build of model_bench (the code before a change), run in the same rotation,
 and a second table: before / after times and their ratio for every row. --no-torch then leaves PyTorch out.
@@ -17,7 +17,7 @@ Method. Every (configuration, threads) pair runs `rounds` times on each side, al
 on even rounds, PyTorch first on odd ones) so that a change in machine load hits both. Each side runs in its own
 process per (configuration, threads, round), so the peak RSS (os.wait4's ru_maxrss) is that configuration's. Both
 sides get OMP_WAIT_POLICY=PASSIVE (libgomp's default spin-wait steals the other side's cores on a shared machine),
-OMP_NUM_THREADS=threads and no OPENBLAS_CORETYPE. PyTorch gets its best BLAS set-up on Debian: the OpenMP build of
+OMP_NUM_THREADS=threads and no OPENBLAS_CORETYPE (--openblas-coretype sets one for every side). PyTorch gets its best BLAS set-up on Debian: the OpenMP build of
 OpenBLAS (libopenblas0-openmp), preferred through LD_LIBRARY_PATH without touching the system's alternatives; the
 worker reports the BLAS library it actually loaded. Both sides also get GLIBC_TUNABLES raising glibc malloc's mmap and
 trim thresholds: by default every tensor above the mmap threshold is a fresh mmap, and PyTorch, which allocates its
@@ -49,6 +49,8 @@ CONFIGS = {  # name: (vocab, d_model, heads, layers, ffn, seq, batch, classes), 
     "base-layer": (8192, 768, 12, 1, 3072, 128, 8, 2),
 }
 OPENBLAS_OPENMP_DIR = "/usr/lib/x86_64-linux-gnu/openblas-openmp"
+# OPENBLAS_CORETYPE for every side (--openblas-coretype); None: unset, OpenBLAS picks its kernels itself.
+OPENBLAS_CORETYPE = None
 GLIBC_TUNABLES = "glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=4294967295"
 
 
@@ -142,6 +144,8 @@ def side_env(threads, torch_side):
     env["OMP_WAIT_POLICY"] = "PASSIVE"
     env["OMP_NUM_THREADS"] = str(threads)
     env.pop("OPENBLAS_CORETYPE", None)
+    if OPENBLAS_CORETYPE:
+        env["OPENBLAS_CORETYPE"] = OPENBLAS_CORETYPE
     env.pop("OPENBLAS_NUM_THREADS", None)
     env["GLIBC_TUNABLES"] = GLIBC_TUNABLES
     if torch_side and os.path.isdir(OPENBLAS_OPENMP_DIR):
@@ -224,7 +228,11 @@ def main():
     parser.add_argument("--json", help="also write the raw samples here")
     parser.add_argument("--baseline", help="another model_bench (the code before a change) to run alongside")
     parser.add_argument("--no-torch", action="store_true", help="with --baseline: leave PyTorch out")
+    parser.add_argument("--openblas-coretype", help="OPENBLAS_CORETYPE for every side (default: unset), to time "
+                        "the kernels OpenBLAS runs on a CPU it does not know")
     args = parser.parse_args()
+    global OPENBLAS_CORETYPE
+    OPENBLAS_CORETYPE = args.openblas_coretype
     if args.no_torch and not args.baseline:
         sys.exit("compare_pytorch: --no-torch needs --baseline (there would be nothing to compare)")
     bench = os.path.abspath(args.model_bench)
