@@ -21,7 +21,8 @@ torch.autocast("cpu", dtype=torch.bfloat16); ONNX Runtime stays in float.
 Method (as benchmarks/compare_pytorch.py): every round runs each side in its own process, the order rotating from
 round to round; times are medians over every sample (wall-clock: with more than one thread CPU time would add the
 threads up); RSS is each process's peak (os.wait4). All sides get OMP_WAIT_POLICY=PASSIVE, OMP_NUM_THREADS and no
-OPENBLAS_CORETYPE (--openblas-coretype sets one for every side); PyTorch gets the OpenMP build of OpenBLAS when libopenblas0-openmp is installed.
+OPENBLAS_CORETYPE (--openblas-coretype sets one for every side); PyTorch gets the OpenMP build of OpenBLAS when
+libopenblas0-openmp is installed.
 """
 
 import argparse

@@ -17,7 +17,8 @@ Method. Every (configuration, threads) pair runs `rounds` times on each side, al
 on even rounds, PyTorch first on odd ones) so that a change in machine load hits both. Each side runs in its own
 process per (configuration, threads, round), so the peak RSS (os.wait4's ru_maxrss) is that configuration's. Both
 sides get OMP_WAIT_POLICY=PASSIVE (libgomp's default spin-wait steals the other side's cores on a shared machine),
-OMP_NUM_THREADS=threads and no OPENBLAS_CORETYPE (--openblas-coretype sets one for every side). PyTorch gets its best BLAS set-up on Debian: the OpenMP build of
+OMP_NUM_THREADS=threads and no OPENBLAS_CORETYPE (--openblas-coretype sets one for every side). PyTorch gets its
+best BLAS set-up on Debian: the OpenMP build of
 OpenBLAS (libopenblas0-openmp), preferred through LD_LIBRARY_PATH without touching the system's alternatives; the
 worker reports the BLAS library it actually loaded. Both sides also get GLIBC_TUNABLES raising glibc malloc's mmap and
 trim thresholds: by default every tensor above the mmap threshold is a fresh mmap, and PyTorch, which allocates its

@@ -241,10 +241,15 @@ nn::BertForSequenceClassification<float> make_bert_base() {
 
 const Config kBertBase = {"bert-base", 30522, 768, 12, 12, 3072, 128, 8, 2};
 
-// kBertWarmUp: a BERT-base step takes longer than --benchmark_min_time, so Google Benchmark would time one step
-// of a new model: the first, which also allocates the gradients, Adam's moments and the activation buffers and
-// touches their pages. Both BERT benchmarks run one untimed step first and time the steps after it (the steady
-// state, as the PyTorch and ONNX Runtime sides of compare_bert.py time theirs after warm-up runs).
+// Runs step once untimed, then times it. A BERT-base step takes longer than --benchmark_min_time, so Google
+// Benchmark would otherwise time one step of a new model: the first, which also allocates the gradients, Adam's
+// moments and the activation buffers and touches their pages. The steps after it are the steady state, as the
+// PyTorch and ONNX Runtime sides of compare_bert.py time theirs after warm-up runs.
+template <typename Step>
+void time_after_warm_up(benchmark::State& state, Step&& step) {
+  step();
+  for (auto _ : state) step();
+}
 
 void BM_bert_train_step(benchmark::State& state, int threads, const char* precision) {
   set_num_threads(threads);
@@ -262,8 +267,7 @@ void BM_bert_train_step(benchmark::State& state, int threads, const char* precis
     opt.zero_grad();
     benchmark::DoNotOptimize(loss.value().data());
   };
-  step();  // untimed: see kBertWarmUp
-  for (auto _ : state) step();
+  time_after_warm_up(state, step);
   set_counters(state, kBertBase, 3 * forward_flops(kBertBase));
 }
 
@@ -277,8 +281,7 @@ void BM_bert_inference(benchmark::State& state, int threads, const char* precisi
     Var<float> logits = infer(model, BatchSplit::automatic, ids);
     benchmark::DoNotOptimize(logits.value().data());
   };
-  forward();  // untimed: see kBertWarmUp
-  for (auto _ : state) forward();
+  time_after_warm_up(state, forward);
   set_counters(state, kBertBase, forward_flops(kBertBase));
 }
 
