@@ -33,6 +33,10 @@ namespace gemm_avx2 {
 // Register tile 6 x 16 (12 ymm accumulators, 2 for the B row, 1 for the A broadcast); kc x 16 B micro-panels
 // (16 KiB) stay in L1 while an mc x kc A block (up to 96 KiB) streams from L2.
 constexpr Index kMr = 6, kNr = 16, kKc = 256, kMcPanels = 16;
+// The AVX2 micro-kernel names its 12 accumulators, which keeps them in registers at every optimization level
+// (-O1 included). The AVX-512 ones hold them in arrays indexed by the tile row, and every loop over the rows
+// carries `#pragma GCC unroll 6`: without it GCC keeps the arrays in memory, and at -O2 does not unroll at all.
+static_assert(kMr == 6, "the micro-kernels' unroll pragmas assume 6 rows a tile");
 
 /// An aligned scratch buffer that only grows; one per thread (thread_local), reused by every product.
 struct Buffer {
@@ -286,7 +290,9 @@ __attribute__((target("avx512f"))) inline void micro_kernel_512(Index kc, const 
                                                                 const float* pb1, float* c, Index ldc,
                                                                 const TileStore& st) {
   __m512 acc[kMr][2];
+#pragma GCC unroll 6
   for (Index r = 0; r < kMr; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+#pragma GCC unroll 6
   for (Index r = 0; r < kMr; ++r) {
     _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 16), _MM_HINT_T0);
@@ -294,12 +300,14 @@ __attribute__((target("avx512f"))) inline void micro_kernel_512(Index kc, const 
   for (Index p = 0; p < kc; ++p, pa += kMr, pb0 += kNr, pb1 += kNr) {
     _mm_prefetch(reinterpret_cast<const char*>(pa + 8 * kMr), _MM_HINT_T0);  // A streams from L2
     const __m512 b0 = _mm512_loadu_ps(pb0), b1 = _mm512_loadu_ps(pb1);
-    for (Index r = 0; r < kMr; ++r) {  // fully unrolled by the compiler (kMr is a constant)
+#pragma GCC unroll 6
+    for (Index r = 0; r < kMr; ++r) {
       const __m512 x = _mm512_set1_ps(pa[r]);
       acc[r][0] = _mm512_fmadd_ps(x, b0, acc[r][0]);
       acc[r][1] = _mm512_fmadd_ps(x, b1, acc[r][1]);
     }
   }
+#pragma GCC unroll 6
   for (Index r = 0; r < kMr; ++r) {
     store_row512(c + r * ldc, acc[r][0], st.bias, st);
     store_row512(c + r * ldc + 16, acc[r][1], st.bias ? st.bias + 16 : nullptr, st);
@@ -332,22 +340,31 @@ __attribute__((target("avx512f,avx512bf16"))) inline void micro_kernel_bf16(Inde
                                                                             float* c, Index ldc,
                                                                             const TileStore& st) {
   __m512 acc[kMr][Strips];
+#pragma GCC unroll 6
   for (Index r = 0; r < kMr; ++r)
+#pragma GCC unroll 2
     for (int h = 0; h < Strips; ++h) acc[r][h] = _mm512_setzero_ps();
+#pragma GCC unroll 6
   for (Index r = 0; r < kMr; ++r)
+#pragma GCC unroll 2
     for (int h = 0; h < Strips; ++h) _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 16 * h), _MM_HINT_T0);
   const auto* a32 = reinterpret_cast<const int*>(pa);
   const float* pb[2] = {pb0, pb1};
   for (Index q = 0, pairs = (kc + 1) / 2; q < pairs; ++q, a32 += kMr) {
     _mm_prefetch(reinterpret_cast<const char*>(a32 + 8 * kMr), _MM_HINT_T0);  // A streams from L2
     __m512bh b[Strips];
+#pragma GCC unroll 2
     for (int h = 0; h < Strips; ++h) b[h] = reinterpret_cast<__m512bh>(_mm512_loadu_ps(pb[h] + q * kNr));
-    for (Index r = 0; r < kMr; ++r) {  // fully unrolled by the compiler (kMr is a constant)
+#pragma GCC unroll 6
+    for (Index r = 0; r < kMr; ++r) {
       const __m512bh x = reinterpret_cast<__m512bh>(_mm512_set1_epi32(a32[r]));
+#pragma GCC unroll 2
       for (int h = 0; h < Strips; ++h) acc[r][h] = _mm512_dpbf16_ps(acc[r][h], x, b[h]);
     }
   }
+#pragma GCC unroll 6
   for (Index r = 0; r < kMr; ++r)
+#pragma GCC unroll 2
     for (int h = 0; h < Strips; ++h)
       store_row512(c + r * ldc + 16 * h, acc[r][h], st.bias ? st.bias + 16 * h : nullptr, st);
 }
