@@ -29,6 +29,7 @@
 #include "eigenformer/autograd/grad_mode.hpp"
 #include "eigenformer/core/address_lock.hpp"
 #include "eigenformer/core/error.hpp"
+#include "eigenformer/core/scoped_value.hpp"
 #include "eigenformer/core/small_object_pool.hpp"
 #include "eigenformer/tensor/tensor.hpp"
 
@@ -175,14 +176,10 @@ struct Node {
   }
 };
 
-/// Where the calling thread's leaf gradients go instead of into the leaves (set by PartGradients::Part).
+/// Where the calling thread's leaf gradients go instead of into the leaves: thread_current<PartSlot<T>>(), set by
+/// PartGradients::Part.
 template <typename T>
 struct PartSlot;
-template <typename T>
-PartSlot<T>*& current_part_slot() {
-  thread_local PartSlot<T>* slot = nullptr;
-  return slot;
-}
 
 }  // namespace detail
 
@@ -196,26 +193,13 @@ class GradientReadyObserver {
   virtual void gradient_ready(const std::shared_ptr<detail::Node<T>>& leaf) = 0;
 };
 
-namespace detail {
-template <typename T>
-GradientReadyObserver<T>*& current_gradient_observer() {
-  thread_local GradientReadyObserver<T>* observer = nullptr;
-  return observer;
-}
-}  // namespace detail
-
 /// Installs an observer on the calling thread for the scope's lifetime (restoring the previous one after).
 template <typename T>
-class GradientReadyScope {
+class GradientReadyScope : detail::ScopedValue<GradientReadyObserver<T>*> {
  public:
   explicit GradientReadyScope(GradientReadyObserver<T>& observer)
-      : previous_(std::exchange(detail::current_gradient_observer<T>(), &observer)) {}
-  GradientReadyScope(const GradientReadyScope&) = delete;
-  GradientReadyScope& operator=(const GradientReadyScope&) = delete;
-  ~GradientReadyScope() { detail::current_gradient_observer<T>() = previous_; }
-
- private:
-  GradientReadyObserver<T>* previous_;
+      : detail::ScopedValue<GradientReadyObserver<T>*>(detail::thread_current<GradientReadyObserver<T>>(),
+                                                       &observer) {}
 };
 
 /// A tensor that records the ops applied to it so that backward() can compute gradients.
@@ -322,7 +306,7 @@ class Var {
                                  " was already freed by a previous backward; pass retain_graph = true to the first"));
     detail::NodeList<T> order = topological_order();
     accumulate_into(node_, seed.clone());
-    GradientReadyObserver<T>* observer = detail::current_gradient_observer<T>();
+    GradientReadyObserver<T>* observer = detail::thread_current<GradientReadyObserver<T>>();
     // With an observer: how many nodes still to run feed each leaf (a node listing a leaf twice counts twice).
     std::unordered_map<detail::Node<T>*, std::size_t> pending;
     if (observer) {
@@ -427,16 +411,10 @@ class PartGradients {
   explicit PartGradients(Index parts) : slots_(static_cast<std::size_t>(check_parts(parts))) {}
 
   /// The calling thread's contributions go to part `part` while this lives.
-  class Part {
+  class Part : detail::ScopedValue<detail::PartSlot<T>*> {
    public:
     Part(PartGradients& owner, Index part)
-        : previous_(std::exchange(detail::current_part_slot<T>(), &owner.slot(part))) {}
-    Part(const Part&) = delete;
-    Part& operator=(const Part&) = delete;
-    ~Part() { detail::current_part_slot<T>() = previous_; }
-
-   private:
-    detail::PartSlot<T>* previous_;
+        : detail::ScopedValue<detail::PartSlot<T>*>(detail::thread_current<detail::PartSlot<T>>(), &owner.slot(part)) {}
   };
 
   Part part(Index part) { return Part(*this, part); }
@@ -489,7 +467,7 @@ struct PartSlot {
 template <typename T>
 void Var<T>::accumulate_into(const std::shared_ptr<detail::Node<T>>& n, Tensor<T>&& g) {
   if (!n) throw AutogradError("Var: use of an undefined Var");
-  detail::PartSlot<T>* slot = n->is_leaf ? detail::current_part_slot<T>() : nullptr;
+  detail::PartSlot<T>* slot = n->is_leaf ? detail::thread_current<detail::PartSlot<T>>() : nullptr;
   if (slot)
     slot->add(n, std::move(g));
   else

@@ -1,5 +1,5 @@
 // A variable set to a value for a scope and restored after it: the mechanism of the library's mode guards
-// (NoGradGuard, ExecutionScope).
+// (NoGradGuard, ExecutionScope) and of the autograd's per-thread hooks (GradientReadyScope, PartGradients::Part).
 #pragma once
 
 namespace eigenformer::detail {
@@ -17,5 +17,12 @@ class ScopedValue {
   T& slot_;
   T previous_;
 };
+
+/// The calling thread's current P (one slot per type P), null until a ScopedValue on it sets one.
+template <class P>
+P*& thread_current() {
+  thread_local P* current = nullptr;
+  return current;
+}
 
 }  // namespace eigenformer::detail
