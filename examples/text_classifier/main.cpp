@@ -328,7 +328,7 @@ int predict(const std::string& model_dir, bool logits, int threads) {
       const ef::text::BatchEncoding b = tokenizer.encode_batch(lines, encode);
       const ef::Tensor<float> out = [&] {
         if (!logits) return ef::train::predict_proba(model, b.ids, b.padding_mask);  // (B, C)
-        ef::train::detail::EvalModeGuard<std::decay_t<decltype(model)>> mode(model);
+        ef::EvalModeGuard<std::decay_t<decltype(model)>> mode(model);
         return ef::infer(model, b.ids, b.padding_mask).value();  // (B, C)
       }();
       const Index classes = out.size(1);

@@ -28,6 +28,7 @@
 #include "eigenformer/ops/embedding.hpp"
 #include "eigenformer/ops/pooling.hpp"
 #include "eigenformer/ops/attention.hpp"
+#include "eigenformer/runtime/eval_mode.hpp"
 #include "eigenformer/runtime/inference.hpp"
 #include "eigenformer/nn/module.hpp"
 #include "eigenformer/nn/init.hpp"

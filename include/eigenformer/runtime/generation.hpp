@@ -21,6 +21,7 @@
 #include "eigenformer/autograd/grad_mode.hpp"
 #include "eigenformer/core/error.hpp"
 #include "eigenformer/core/fields.hpp"
+#include "eigenformer/runtime/eval_mode.hpp"
 #include "eigenformer/runtime/sampling.hpp"
 #include "eigenformer/runtime/text_stream.hpp"
 #include "eigenformer/tensor/tensor.hpp"
@@ -84,22 +85,6 @@ struct GenerationResult {
 
 namespace detail {
 
-/// Puts a module in eval mode for its lifetime and restores its mode.
-template <class Model>
-class GenerationModeGuard {
- public:
-  explicit GenerationModeGuard(Model& model) : model_(model), was_training_(model.is_training()) {
-    model_.train(false);
-  }
-  ~GenerationModeGuard() { model_.train(was_training_); }
-  GenerationModeGuard(const GenerationModeGuard&) = delete;
-  GenerationModeGuard& operator=(const GenerationModeGuard&) = delete;
-
- private:
-  Model& model_;
-  bool was_training_;
-};
-
 /// A (B, V) row block of logits as float (a float model's own tensor, no copy).
 template <typename U>
 Tensor<float> float_logits(const Tensor<U>& logits) {
@@ -151,7 +136,7 @@ GenerationResult generate(Model& model, const std::vector<std::vector<std::int64
   using Clock = std::chrono::steady_clock;
   const Index context = model.context_length(), vocab = model.vocab_size();
   detail::check_generation_inputs(prompts, options, context, vocab);
-  detail::GenerationModeGuard<Model> mode(model);
+  EvalModeGuard<Model> mode(model);
   NoGradGuard no_grad;
 
   const Index B = static_cast<Index>(prompts.size());

@@ -10,6 +10,7 @@
 
 #include "eigenformer/autograd/grad_mode.hpp"
 #include "eigenformer/data/batcher.hpp"
+#include "eigenformer/runtime/eval_mode.hpp"
 #include "eigenformer/ops/softmax.hpp"
 #include "eigenformer/runtime/inference.hpp"
 #include "eigenformer/train/classification.hpp"
@@ -18,31 +19,13 @@
 
 namespace eigenformer::train {
 
-namespace detail {
-
-/// Puts a module in eval mode for its lifetime and restores its previous mode.
-template <class Model>
-class EvalModeGuard {
- public:
-  explicit EvalModeGuard(Model& model) : model_(model), was_training_(model.is_training()) { model_.eval(); }
-  ~EvalModeGuard() { model_.train(was_training_); }
-  EvalModeGuard(const EvalModeGuard&) = delete;
-  EvalModeGuard& operator=(const EvalModeGuard&) = delete;
-
- private:
-  Model& model_;
-  bool was_training_;
-};
-
-}  // namespace detail
-
 /// The task's sums over every batch of data (epoch's order; the sums do not depend on it), in eval mode without a
 /// graph; the model's mode is restored afterwards. Throws ValueError for empty data, and what the model or the task
 /// throw.
 template <class Model, class Task, class Data>
 MetricSums evaluate_sums(Model& model, const Task& task, const Data& data, Index epoch = 0) {
   if (data.size() == 0) throw ValueError("evaluate: the data holds no examples, expected at least one");
-  detail::EvalModeGuard<Model> mode(model);
+  EvalModeGuard<Model> mode(model);
   NoGradGuard no_grad;
   MetricSums sums = task.new_sums();
   BatchContext context;
@@ -68,7 +51,7 @@ template <class Model>
 EvalResult evaluate(Model& model, const data::Batcher& batcher, Index num_classes = 0) {
   if (batcher.size() == 0) throw ValueError("evaluate: the batcher holds no examples, expected at least one");
   if (num_classes <= 0) {  // the model says: one forward of the first example
-    detail::EvalModeGuard<Model> mode(model);
+    EvalModeGuard<Model> mode(model);
     const data::Batch first = batcher.make_batch({0});
     num_classes = infer(model, first.ids, first.padding_mask).size(1);
   }
@@ -88,7 +71,7 @@ EvalResult evaluate(Model& model, const data::Batcher& batcher, Index num_classe
 /// mode is restored afterwards; the batch may be split across threads).
 template <class Model>
 auto predict_proba(Model& model, const Tensor<std::int64_t>& ids, const Tensor<bool>& padding_mask = {}) {
-  detail::EvalModeGuard<Model> mode(model);
+  EvalModeGuard<Model> mode(model);
   NoGradGuard no_grad;
   return softmax(infer(model, ids, padding_mask)).value();
 }

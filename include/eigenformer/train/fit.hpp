@@ -755,7 +755,7 @@ FitResult fit(Model& model, const data::Batcher& train, const data::Batcher& val
   Index classes = static_cast<Index>(options.config.labels.size());
   if (classes == 0) {
     if (train.size() == 0) throw ValueError("fit: the training data holds no examples");
-    detail::EvalModeGuard<Model> mode(model);
+    EvalModeGuard<Model> mode(model);
     const data::Batch first = train.make_batch({0});
     classes = infer(model, first.ids, first.padding_mask).size(1);
   }
