@@ -182,8 +182,9 @@ TEST(Layout, ConcatSplitChunkPassGradcheck) {
 
   // Slices recombined in another order (and one scaled, one repeated): every slice's backward reaches x, the
   // first through a zero tensor and the rest in place.
-  for (const auto& [shape, axis] : std::vector<std::pair<Shape, Index>>{{{5}, 0}, {{3, 5}, 1}, {{2, 5, 3}, -2},
-                                                                        {{2, 3, 5, 2}, 2}}) {
+  for (const auto& [shape, slice_axis] : std::vector<std::pair<Shape, Index>>{{{5}, 0}, {{3, 5}, 1},
+                                                                              {{2, 5, 3}, -2}, {{2, 3, 5, 2}, 2}}) {
+    const Index axis = slice_axis;  // a lambda cannot capture a structured binding before C++20
     Var<double> x = random_var(shape, 70 + static_cast<std::uint64_t>(axis + 5));
     EXPECT_GRADCHECK(
         [axis](const Inputs& v) {
