@@ -246,6 +246,32 @@ void BM_Gpt2_encode_spam(benchmark::State& state) {
 }
 BENCHMARK(BM_Gpt2_encode_spam)->Unit(benchmark::kMillisecond);
 
+// GPT-2's tokenizer.json (50,257 tokens, 50,000 merges) read, and written back into a temporary folder.
+void BM_Gpt2_load_tokenizer_json(benchmark::State& state) {
+  const SpamData& d = spam_data();
+  if (!d.missing.empty()) {
+    state.SkipWithError(d.missing.c_str());
+    return;
+  }
+  const char* env = std::getenv("EIGENFORMER_DATA_DIR");
+  const std::filesystem::path path = std::filesystem::path(env ? env : "data") / "tokenizers" / "gpt2" / "tokenizer.json";
+  for (auto _ : state) benchmark::DoNotOptimize(ByteLevelBpe::from_tokenizer_json(path));
+}
+BENCHMARK(BM_Gpt2_load_tokenizer_json)->Unit(benchmark::kMillisecond);
+
+void BM_Gpt2_save_tokenizer_json(benchmark::State& state) {
+  const SpamData& d = spam_data();
+  if (!d.missing.empty()) {
+    state.SkipWithError(d.missing.c_str());
+    return;
+  }
+  const std::filesystem::path folder = std::filesystem::temp_directory_path() / "eigenformer_tokenizer_bench";
+  std::filesystem::create_directories(folder);
+  for (auto _ : state) d.gpt2->save_tokenizer_json(folder / "tokenizer.json");
+  std::filesystem::remove_all(folder);
+}
+BENCHMARK(BM_Gpt2_save_tokenizer_json)->Unit(benchmark::kMillisecond);
+
 // bert-base-uncased (tokenizer.json) over the same e-mails, [CLS] and [SEP] added, no truncation.
 void BM_BertUncased_encode_spam(benchmark::State& state) {
   const SpamData& d = spam_data();

@@ -274,8 +274,12 @@ class ByteLevelBpe {
     model["fuse_unk"] = options_.fuse_unk;
     model["byte_fallback"] = false;
     model["ignore_merges"] = options_.ignore_merges;
+    // In id order, as tokenizers writes it. An ordered_json object is a vector of pairs whose operator[] searches
+    // it from the start; the table's tokens are distinct, so each one is appended without that search.
     nlohmann::ordered_json vocab = nlohmann::ordered_json::object();
-    for (std::int32_t id = 0; id < model_size_; ++id) vocab[std::string(tokens_.key(id))] = id;
+    auto& entries = vocab.get_ref<nlohmann::ordered_json::object_t&>();
+    entries.reserve(static_cast<std::size_t>(model_size_));
+    for (std::int32_t id = 0; id < model_size_; ++id) entries.emplace_back(std::string(tokens_.key(id)), id);
     model["vocab"] = std::move(vocab);
     nlohmann::ordered_json merges = nlohmann::ordered_json::array();
     for (const auto& [a, b] : merge_pairs_)
