@@ -170,9 +170,11 @@ int train(const TrainArgs& a) {
             << std::setprecision(1) << seconds_since(start) << " s so far)\n"
             << std::defaultfloat;
 
-  auto [train_batches, valid_batches] =
-      text_classifier::make_batchers(std::move(train_ids), std::move(d.train_labels), std::move(valid_ids),
-                                     std::move(d.valid_labels), a.fit, tokenizer.vocab().pad_id());
+  // Named references, not a structured binding: the lambda below captures them (C++17 cannot capture a binding).
+  auto batchers = text_classifier::make_batchers(std::move(train_ids), std::move(d.train_labels), std::move(valid_ids),
+                                                 std::move(d.valid_labels), a.fit, tokenizer.vocab().pad_id());
+  ef::data::Batcher& train_batches = batchers.first;
+  ef::data::Batcher& valid_batches = batchers.second;
   ef::train::FitOptions fo = text_classifier::fit_options(a.fit, a.out_dir);
   // What a resumed run must find unchanged besides fit's own settings: the data and how it is tokenized.
   fo.fingerprint = {{"train_data", ef::train::file_fingerprint(a.train_file)},

@@ -102,7 +102,14 @@ void load_step(Opt& opt, float v) {
 template <typename Opt>
 class OptimizerTest : public ::testing::Test {};
 using Optimizers = ::testing::Types<SGD<float>, Adam<float>, AdamW<float>>;
-TYPED_TEST_SUITE(OptimizerTest, Optimizers);
+// Names each typed test after its optimizer (OptimizerTest/AdamW.<test>) rather than by its position in the list.
+struct OptimizerName {
+  template <typename Opt>
+  static std::string GetName(int) {
+    return Setup<Opt>::name;
+  }
+};
+TYPED_TEST_SUITE(OptimizerTest, Optimizers, OptimizerName);
 
 TYPED_TEST(OptimizerTest, NonFiniteGradientThrowsNamingTheParameterAndChangesNothing) {
   using Opt = TypeParam;

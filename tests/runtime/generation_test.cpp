@@ -103,15 +103,21 @@ TEST(Generate, StopTokensStringsAcrossTokensAndStreamingAgree) {
   const std::string all = plain.texts[0];
   ASSERT_EQ(all, tokenizer.decode(plain.tokens[0]));
 
-  // A stop string that starts inside one token and ends inside a later one.
-  std::size_t boundary = 0, tokens_before = 0;
-  for (; tokens_before < 10; ++tokens_before) boundary += tokenizer.decode({plain.tokens[0][tokens_before]}).size();
+  // A stop string that starts inside one token and ends inside a later one: the last byte of token 10 and token 11.
+  // Generation stops at its first occurrence, which must span a token boundary too.
   const std::string first = tokenizer.decode({plain.tokens[0][10]}), second = tokenizer.decode({plain.tokens[0][11]});
   ASSERT_FALSE(first.empty());
   ASSERT_FALSE(second.empty());
   const std::string stop = first.substr(first.size() - 1) + second;
   const std::size_t at = all.find(stop);
   ASSERT_NE(at, std::string::npos);
+  bool spans_a_boundary = false;
+  std::size_t token_end = 0;
+  for (const std::int64_t id : plain.tokens[0]) {
+    token_end += tokenizer.decode({id}).size();
+    spans_a_boundary = spans_a_boundary || (token_end > at && token_end < at + stop.size());
+  }
+  ASSERT_TRUE(spans_a_boundary) << "the stop string " << stop << " at byte " << at << " lies inside one token";
   o.stop_strings = {stop};
   std::string streamed;
   Index calls = 0;
