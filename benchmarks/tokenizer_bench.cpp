@@ -228,13 +228,19 @@ const SpamData& spam_data() {
   return d;
 }
 
+/// The data, or null after marking the benchmark skipped when it is not there.
+const SpamData* spam_data_or_skip(benchmark::State& state) {
+  const SpamData& d = spam_data();
+  if (d.missing.empty()) return &d;
+  state.SkipWithError(d.missing.c_str());
+  return nullptr;
+}
+
 // GPT-2 over the 622 test e-mails of data/spam, whole texts: what time_reference_tokenizers.js times.
 void BM_Gpt2_encode_spam(benchmark::State& state) {
-  const SpamData& d = spam_data();
-  if (!d.missing.empty()) {
-    state.SkipWithError(d.missing.c_str());
-    return;
-  }
+  const SpamData* data = spam_data_or_skip(state);
+  if (!data) return;
+  const SpamData& d = *data;
   std::size_t ids = 0;
   for (auto _ : state) {
     ids = 0;
@@ -248,11 +254,7 @@ BENCHMARK(BM_Gpt2_encode_spam)->Unit(benchmark::kMillisecond);
 
 // GPT-2's tokenizer.json (50,257 tokens, 50,000 merges) read, and written back into a temporary folder.
 void BM_Gpt2_load_tokenizer_json(benchmark::State& state) {
-  const SpamData& d = spam_data();
-  if (!d.missing.empty()) {
-    state.SkipWithError(d.missing.c_str());
-    return;
-  }
+  if (!spam_data_or_skip(state)) return;
   const char* env = std::getenv("EIGENFORMER_DATA_DIR");
   const std::filesystem::path path = std::filesystem::path(env ? env : "data") / "tokenizers" / "gpt2" / "tokenizer.json";
   for (auto _ : state) benchmark::DoNotOptimize(ByteLevelBpe::from_tokenizer_json(path));
@@ -260,11 +262,9 @@ void BM_Gpt2_load_tokenizer_json(benchmark::State& state) {
 BENCHMARK(BM_Gpt2_load_tokenizer_json)->Unit(benchmark::kMillisecond);
 
 void BM_Gpt2_save_tokenizer_json(benchmark::State& state) {
-  const SpamData& d = spam_data();
-  if (!d.missing.empty()) {
-    state.SkipWithError(d.missing.c_str());
-    return;
-  }
+  const SpamData* data = spam_data_or_skip(state);
+  if (!data) return;
+  const SpamData& d = *data;
   const std::filesystem::path folder = std::filesystem::temp_directory_path() / "eigenformer_tokenizer_bench";
   std::filesystem::create_directories(folder);
   for (auto _ : state) d.gpt2->save_tokenizer_json(folder / "tokenizer.json");
@@ -274,11 +274,9 @@ BENCHMARK(BM_Gpt2_save_tokenizer_json)->Unit(benchmark::kMillisecond);
 
 // bert-base-uncased (tokenizer.json) over the same e-mails, [CLS] and [SEP] added, no truncation.
 void BM_BertUncased_encode_spam(benchmark::State& state) {
-  const SpamData& d = spam_data();
-  if (!d.missing.empty()) {
-    state.SkipWithError(d.missing.c_str());
-    return;
-  }
+  const SpamData* data = spam_data_or_skip(state);
+  if (!data) return;
+  const SpamData& d = *data;
   EncodeOptions o;
   o.max_length = 0;
   std::size_t ids = 0;
