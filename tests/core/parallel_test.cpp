@@ -72,4 +72,35 @@ TEST(Parallel, FirstExceptionKeepsTheFirstAndSkipsTheRest) {
   EXPECT_NO_THROW(none.rethrow());
 }
 
+#ifdef _OPENMP
+TEST(Parallel, ThreadSharesSplitARangeInOrderLikeAStaticSchedule) {
+  // Each thread's share, for every n up to 12 and 1 to 4 threads: in thread order they tile [0, n), and their
+  // sizes differ by at most one, the larger ones first (libgomp's static split).
+  for (int threads : {1, 2, 3, 4}) {
+    for (Index n = 0; n <= 12; ++n) {
+      std::vector<std::pair<Index, Index>> shares(static_cast<std::size_t>(threads), {-1, -1});
+      int team = 0;
+#pragma omp parallel num_threads(threads)
+      {
+        shares[static_cast<std::size_t>(omp_get_thread_num())] = detail::thread_share(n);
+#pragma omp single
+        team = omp_get_num_threads();
+      }
+      Index next = 0, first_size = -1, previous_size = n;
+      for (int t = 0; t < team; ++t) {
+        const Index begin = shares[static_cast<std::size_t>(t)].first, end = shares[static_cast<std::size_t>(t)].second;
+        EXPECT_EQ(begin, next) << "thread " << t << " of " << team << ", n = " << n;
+        const Index size = end - begin;
+        if (first_size < 0) first_size = size;
+        EXPECT_LE(size, previous_size) << "thread " << t << " of " << team << ", n = " << n;
+        EXPECT_GE(size, first_size - 1) << "thread " << t << " of " << team << ", n = " << n;
+        previous_size = size;
+        next = end;
+      }
+      EXPECT_EQ(next, n) << team << " threads, n = " << n;
+    }
+  }
+}
+#endif
+
 }  // namespace parallel_test

@@ -4,7 +4,9 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <string>
+#include <utility>
 
 #include "eigenformer/core/config.hpp"
 #include "eigenformer/core/error.hpp"
@@ -127,6 +129,19 @@ inline bool worth_parallel(double work) {
 #endif
 }
 
+#ifdef _OPENMP
+/// Inside a parallel region: the contiguous share [begin, end) of [0, n) that falls to the calling thread, the split
+/// of an `omp for schedule(static)`. The library's parallel loops divide their work with it (or with an atomic
+/// counter) instead of an `omp for`: LLVM's OpenMP runtime mallocs in every worksharing loop, and a steady-state
+/// step allocates nothing.
+inline std::pair<Index, Index> thread_share(Index n) {
+  const Index threads = omp_get_num_threads(), me = omp_get_thread_num();
+  const Index base = n / threads, extra = n % threads;
+  const Index begin = me * base + std::min(me, extra);
+  return {begin, begin + base + (me < extra ? 1 : 0)};
+}
+#endif
+
 /// Calls f(i) for i in [0, n): in parallel when OpenMP is on, there are at least two items, the estimated work
 /// (flops_per_item * n) is worth a fork, and we are not already inside a parallel region.
 template <typename F>
@@ -134,8 +149,11 @@ void parallel_for(Index n, double flops_per_item, F&& f) {
 #ifdef _OPENMP
   if (n > 1 && worth_parallel(flops_per_item * static_cast<double>(n))) {
     FirstException error;
-#pragma omp parallel for schedule(static)
-    for (Index i = 0; i < n; ++i) error.run([&] { f(i); });
+#pragma omp parallel
+    {
+      const auto [begin, end] = thread_share(n);
+      for (Index i = begin; i < end; ++i) error.run([&] { f(i); });
+    }
     error.rethrow();
     return;
   }
@@ -170,8 +188,10 @@ void run_chunks(Index n, const ChunkPlan& plan, F&& f) {
 #ifdef _OPENMP
   if (plan.count > 1) {
     FirstException error;
-#pragma omp parallel for schedule(dynamic, 1)
-    for (Index k = 0; k < plan.count; ++k) error.run([&] { f(k, k * plan.size, std::min(n, (k + 1) * plan.size)); });
+    std::atomic<Index> next{0};
+#pragma omp parallel
+    for (Index k; (k = next.fetch_add(1, std::memory_order_relaxed)) < plan.count;)
+      error.run([&] { f(k, k * plan.size, std::min(n, (k + 1) * plan.size)); });
     error.rethrow();
     return;
   }

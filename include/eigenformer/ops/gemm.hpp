@@ -371,8 +371,8 @@ void gemm_blas_split(const GemmProduct<T>& p) {
   const bool by_rows = p.m >= p.n;
   const Index extent = by_rows ? p.m : p.n;
   const Index step = ((extent + parts - 1) / parts + 15) / 16 * 16;
-#pragma omp parallel for schedule(static) num_threads(static_cast<int>(parts))
-  for (Index part = 0; part < parts; ++part) {
+#pragma omp parallel num_threads(static_cast<int>(parts))
+  for (auto [part, last] = thread_share(parts); part < last; ++part) {
     const Index begin = part * step, size = std::min(step, extent - begin);
     if (size <= 0) continue;
     GemmProduct<T> piece = p;
@@ -444,8 +444,8 @@ void gemm_pair(const GemmProduct<T>& p, const GemmProduct<T>& q) {
   if (gemm_pair_side_by_side(situation_of(p), situation_of(q))) {
     const GemmProduct<T>* both[2] = {&p, &q};
     // A loop rather than one branch per thread number: if OpenMP gives fewer threads, one runs both.
-#pragma omp parallel for schedule(static, 1) num_threads(2)
-    for (int i = 0; i < 2; ++i) gemm_blas(*both[i]);
+#pragma omp parallel num_threads(2)
+    for (auto [i, last] = thread_share(2); i < last; ++i) gemm_blas(*both[i]);
     return;
   }
 #endif
