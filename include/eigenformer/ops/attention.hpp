@@ -419,6 +419,27 @@ Var<T> multi_head_attention(const Var<T>& q, const Var<T>& k, const Var<T>& v, I
   return detail::heads_attention<T>(fn, {q, 0}, {k, 0}, {v, 0}, num_heads, q.size(2) / num_heads, mask, opt);
 }
 
+namespace detail {
+
+/// Copies the D-wide head rows between a token-major buffer, where head h of token (b, t) starts at
+/// (b * Tn + t) * ld + offset + h * D, and a head-major (B, H, Tn, D) buffer; to_heads copies token-major to
+/// head-major, otherwise the other way.
+template <typename T>
+void copy_head_rows(const T* src, T* dst, Index B, Index Tn, Index H, Index D, Index ld, Index offset,
+                    bool to_heads) {
+  for (Index b = 0; b < B; ++b)
+    for (Index h = 0; h < H; ++h)
+      for (Index t = 0; t < Tn; ++t) {
+        const Index token = (b * Tn + t) * ld + offset + h * D, head = ((b * H + h) * Tn + t) * D;
+        if (to_heads)
+          std::copy_n(src + token, D, dst + head);
+        else
+          std::copy_n(src + head, D, dst + token);
+      }
+}
+
+}  // namespace detail
+
 /// Splits packed projections (B, T, 3 * H * D) into q, k, v of shape (B, H, T, D) each (one pass, no
 /// intermediate permute), as torch.nn.MultiheadAttention does with its packed in_proj.
 template <typename T>
@@ -430,21 +451,14 @@ std::vector<Var<T>> split_qkv_heads(const Var<T>& qkv, Index num_heads) {
   const Index B = qkv.size(0), Tn = qkv.size(1), C = qkv.size(2) / 3, H = num_heads, D = C / H;
   std::vector<Tensor<T>> parts(3);
   for (auto& p : parts) p = Tensor<T>::empty({B, H, Tn, D});
-  const T* src = qkv.value().data();
-  for (Index b = 0; b < B; ++b)
-    for (Index t = 0; t < Tn; ++t)
-      for (Index j = 0; j < 3; ++j)
-        for (Index h = 0; h < H; ++h)
-          std::copy_n(src + ((b * Tn + t) * 3 + j) * C + h * D, D, parts[j].data() + ((b * H + h) * Tn + t) * D);
+  for (Index j = 0; j < 3; ++j)
+    detail::copy_head_rows(qkv.value().data(), parts[j].data(), B, Tn, H, D, 3 * C, j * C, true);
   std::vector<Var<T>> out;
   for (Index j = 0; j < 3; ++j) {
     Var<T> y(parts[j], {qkv}, fn);
     y.on_backward([qkv, j, B, Tn, C, H, D](const Tensor<T>& dy) {
       Tensor<T> g = Tensor<T>::zeros(qkv.shape());
-      for (Index b = 0; b < B; ++b)
-        for (Index t = 0; t < Tn; ++t)
-          for (Index h = 0; h < H; ++h)
-            std::copy_n(dy.data() + ((b * H + h) * Tn + t) * D, D, g.data() + ((b * Tn + t) * 3 + j) * C + h * D);
+      detail::copy_head_rows(dy.data(), g.data(), B, Tn, H, D, 3 * C, j * C, false);
       qkv.accumulate_grad(std::move(g));
     });
     out.push_back(y);
@@ -460,17 +474,11 @@ Var<T> split_heads(const Var<T>& x, Index num_heads) {
                                     ", expected (B, T, C) with C divisible by num_heads = ", num_heads));
   const Index B = x.size(0), Tn = x.size(1), H = num_heads, D = x.size(2) / H;
   Tensor<T> y = Tensor<T>::empty({B, H, Tn, D});
-  const T* src = x.value().data();
-  for (Index b = 0; b < B; ++b)
-    for (Index t = 0; t < Tn; ++t)
-      for (Index h = 0; h < H; ++h) std::copy_n(src + (b * Tn + t) * H * D + h * D, D, y.data() + ((b * H + h) * Tn + t) * D);
+  detail::copy_head_rows(x.value().data(), y.data(), B, Tn, H, D, H * D, 0, true);
   Var<T> out(y, {x}, "split_heads");
   out.on_backward([x, B, Tn, H, D](const Tensor<T>& dy) {
     Tensor<T> g = Tensor<T>::empty(x.shape());
-    for (Index b = 0; b < B; ++b)
-      for (Index t = 0; t < Tn; ++t)
-        for (Index h = 0; h < H; ++h)
-          std::copy_n(dy.data() + ((b * H + h) * Tn + t) * D, D, g.data() + (b * Tn + t) * H * D + h * D);
+    detail::copy_head_rows(dy.data(), g.data(), B, Tn, H, D, H * D, 0, false);
     x.accumulate_grad(std::move(g));
   });
   return out;
@@ -482,17 +490,11 @@ Var<T> merge_heads(const Var<T>& x) {
   if (x.dim() != 4) throw ShapeError(detail::concat("merge_heads: x is ", to_string(x.shape()), ", expected (B, H, T, D)"));
   const Index B = x.size(0), H = x.size(1), Tn = x.size(2), D = x.size(3);
   Tensor<T> y = Tensor<T>::empty({B, Tn, H * D});
-  const T* src = x.value().data();
-  for (Index b = 0; b < B; ++b)
-    for (Index h = 0; h < H; ++h)
-      for (Index t = 0; t < Tn; ++t) std::copy_n(src + ((b * H + h) * Tn + t) * D, D, y.data() + (b * Tn + t) * H * D + h * D);
+  detail::copy_head_rows(x.value().data(), y.data(), B, Tn, H, D, H * D, 0, false);
   Var<T> out(y, {x}, "merge_heads");
   out.on_backward([x, B, Tn, H, D](const Tensor<T>& dy) {
     Tensor<T> g = Tensor<T>::empty(x.shape());
-    for (Index b = 0; b < B; ++b)
-      for (Index h = 0; h < H; ++h)
-        for (Index t = 0; t < Tn; ++t)
-          std::copy_n(dy.data() + (b * Tn + t) * H * D + h * D, D, g.data() + ((b * H + h) * Tn + t) * D);
+    detail::copy_head_rows(dy.data(), g.data(), B, Tn, H, D, H * D, 0, true);
     x.accumulate_grad(std::move(g));
   });
   return out;
