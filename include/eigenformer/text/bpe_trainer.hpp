@@ -24,6 +24,7 @@
 #include "eigenformer/text/byte_level_bpe.hpp"
 #include "eigenformer/text/gpt2_pre_tokenizer.hpp"
 #include "eigenformer/text/vocab.hpp"
+#include "eigenformer/text/word_counts.hpp"
 #include "eigenformer/text/wordpiece_trainer.hpp"
 
 namespace eigenformer::text {
@@ -41,7 +42,7 @@ struct BpeTrainerOptions {
 };
 
 /// Counts words, then learns merges.
-class BpeTrainer {
+class BpeTrainer : public detail::WordCountingTrainer<BpeTrainer> {
  public:
   using Options = BpeTrainerOptions;
 
@@ -74,31 +75,11 @@ class BpeTrainer {
       prefixed.append(text);
       text = prefixed;
     }
-    const auto count = [this](std::string_view word) {
-      const auto [i, added] = words_.insert(word);
-      if (added) counts_.push_back(0);
-      ++counts_[static_cast<std::size_t>(i)];
-    };
+    const auto count = [this](std::string_view word) { count_word(word); };
     if (options_.use_regex)
       gpt2_pre_tokenize(text, count);
     else
       count(text);
-  }
-
-  /// Counts the words of each text of a range of strings (std::string, std::string_view or const char*).
-  template <typename Range>
-  void add_all(const Range& texts) {
-    for (const auto& text : texts) add(std::string_view(text));
-  }
-
-  /// The number of distinct words counted so far.
-  Index distinct_words() const { return words_.size(); }
-
-  /// add_all(texts), then build().
-  template <typename Range>
-  ByteLevelBpe train(const Range& texts) {
-    add_all(texts);
-    return build();
   }
 
   /// The tokenizer learned from the words counted so far: vocabulary, merges, special tokens as added tokens.
@@ -341,8 +322,6 @@ class BpeTrainer {
   };
 
   Options options_;
-  detail::StringTable words_;  // distinct words (bytes), numbered in order of appearance
-  std::vector<std::int64_t> counts_;
 };
 
 }  // namespace eigenformer::text

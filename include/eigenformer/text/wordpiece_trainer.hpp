@@ -25,6 +25,7 @@
 #include "eigenformer/text/basic_tokenizer.hpp"
 #include "eigenformer/text/unicode.hpp"
 #include "eigenformer/text/vocab.hpp"
+#include "eigenformer/text/word_counts.hpp"
 #include "eigenformer/text/wordpiece.hpp"
 
 namespace eigenformer::text {
@@ -82,7 +83,7 @@ class PairTable {
 /// [PAD] [UNK] [CLS] [SEP] [MASK] (ids 0-4), the characters seen at least min_frequency times (each as "c" and,
 /// unless the basic tokenizer always isolates it, as "##c"), then merges of adjacent pieces in order of count.
 /// The size is exactly vocab_size unless the corpus runs out of pairs seen min_frequency times.
-class WordPieceTrainer {
+class WordPieceTrainer : public detail::WordCountingTrainer<WordPieceTrainer> {
  public:
   struct Options {
     Index vocab_size = 8000;
@@ -115,27 +116,7 @@ class WordPieceTrainer {
 
   /// Counts the words of one text.
   void add(std::string_view text) {
-    basic_.tokenize(text, [this](std::string_view word) {
-      const auto [i, added] = words_.insert(word);
-      if (added) counts_.push_back(0);
-      ++counts_[static_cast<std::size_t>(i)];
-    });
-  }
-
-  /// Counts the words of each text of a range of strings (std::string, std::string_view or const char*).
-  template <typename Range>
-  void add_all(const Range& texts) {
-    for (const auto& text : texts) add(std::string_view(text));
-  }
-
-  /// The number of distinct words counted so far.
-  Index distinct_words() const { return words_.size(); }
-
-  /// add_all(texts), then build().
-  template <typename Range>
-  Vocab train(const Range& texts) {
-    add_all(texts);
-    return build();
+    basic_.tokenize(text, [this](std::string_view word) { count_word(word); });
   }
 
   /// The vocabulary learned from the words counted so far.
@@ -338,8 +319,6 @@ class WordPieceTrainer {
 
   Options options_;
   BasicTokenizer basic_;
-  detail::StringTable words_;  // distinct words, numbered in order of appearance
-  std::vector<std::int64_t> counts_;
 };
 
 }  // namespace eigenformer::text
