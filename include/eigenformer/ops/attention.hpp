@@ -440,7 +440,7 @@ void copy_head_rows(const T* src, T* dst, Index B, Index Tn, Index H, Index D, I
 
 }  // namespace detail
 
-/// Splits packed projections (B, T, 3 * H * D) into q, k, v of shape (B, H, T, D) each (one pass, no
+/// Splits packed projections (B, T, 3 * H * D) into q, k, v of shape (B, H, T, D) each (one copy per part, no
 /// intermediate permute), as torch.nn.MultiheadAttention does with its packed in_proj.
 template <typename T>
 std::vector<Var<T>> split_qkv_heads(const Var<T>& qkv, Index num_heads) {
