@@ -54,17 +54,22 @@ TEST(SmallObjectPool, ABlockFreedOnAnotherThreadJoinsThatThreadsList) {
 }
 
 TEST(SmallObjectPool, ListsKeepABoundedNumberOfBlocksAndTheRestGoesBack) {
-  // 4096-byte blocks: a list keeps at most 1 MiB of them (256); the other 744 go back to the system at once.
+  // 4096-byte blocks: a list keeps at most 1 MiB of them (256); the blocks given back beyond that go to the system.
+  constexpr std::size_t bytes = 4096, kept = SmallObjectPool::kMaxBytesPerClass / bytes;
+  static_assert(kept == 256);
   std::vector<void*> blocks;
-  for (int i = 0; i < 1000; ++i) blocks.push_back(SmallObjectPool::take(4096));
-  for (void* p : blocks) SmallObjectPool::give(p, 4096);
-  blocks.clear();
-  for (int i = 0; i < 1000; ++i) blocks.push_back(SmallObjectPool::take(4096));  // 256 reused, 744 new
-  for (void* p : blocks) SmallObjectPool::give(p, 4096);
-  EXPECT_EQ(blocks.size(), 1000u);
+  for (std::size_t i = 0; i < kept + 44; ++i) blocks.push_back(SmallObjectPool::take(bytes));  // empties the list
+  for (void* p : blocks) SmallObjectPool::give(p, bytes);  // the first 256 are kept, the last 44 are not
+  // The list is last in, first out: it serves the 256th block given first (the 300th, had it kept more), then the
+  // ones before it.
+  for (std::size_t i = kept; i-- > 0;) {
+    void* p = SmallObjectPool::take(bytes);
+    ASSERT_EQ(p, blocks[i]) << "take number " << kept - i;
+  }
+  for (std::size_t i = 0; i < kept; ++i) SmallObjectPool::give(blocks[i], bytes);
 }
 
-TEST(PoolAllocator, ServesContainersOfAnySizeAndLargeOnesFromTheSystem) {
+TEST(PoolAllocator, ServesContainersOfAnySizeBelowAndAboveThePoolsLargestBlock) {
   std::vector<std::int64_t, PoolAllocator<std::int64_t>> v;
   for (std::int64_t i = 0; i < 100000; ++i) v.push_back(i);  // grows through every pool class, then beyond
   std::int64_t sum = 0;

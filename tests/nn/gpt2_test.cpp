@@ -369,12 +369,12 @@ TEST(GPT2, BadInputsThrowNamingTheFunctionAndTheInput) {
                     {"GPT2Model::forward", "token id 11 at (0, 1)", "vocab_size = 11"});
   EXPECT_THROW_WITH(model.forward(Tensor<std::int64_t>::zeros({1, 10})), ValueError,
                     {"GPT2Model::forward", "10 tokens per sequence", "at most 9", "n_positions"});
-  EXPECT_THROW_WITH(model.forward(Tensor<std::int64_t>::zeros({2, 0})), ShapeError, {"ids is (2, 0)"});
+  EXPECT_THROW_WITH(model.forward(Tensor<std::int64_t>::zeros({2, 0})), ShapeError, {"GPT2Model::forward", "ids is (2, 0)"});
   EXPECT_THROW_WITH(model.forward(Tensor<std::int64_t>::zeros({2, 3}), Tensor<bool>::zeros({2, 4})), ShapeError,
-                    {"padding is (2, 4)"});
+                    {"GPT2Model::forward", "padding is (2, 4)"});
   EXPECT_THROW_WITH(
       model.forward(Tensor<std::int64_t>::zeros({1, 3}), {}, Tensor<std::int64_t>::from({0, 1, 9}, {1, 3})), ValueError,
-      {"position id 9", "n_positions = 9"});
+      {"GPT2Model::forward", "position id 9", "n_positions = 9"});
   nn::KVCache<float> cache = model.make_cache(1, 20);
   EXPECT_THROW_WITH(model.forward_cached(Tensor<std::int64_t>::zeros({1, 10}), cache), ValueError,
                     {"GPT2Model::forward_cached", "10 tokens per sequence", "at most 9"});
@@ -382,13 +382,13 @@ TEST(GPT2, BadInputsThrowNamingTheFunctionAndTheInput) {
   model.forward_cached(Tensor<std::int64_t>::zeros({1, 8}), cache);
   model.forward_cached(Tensor<std::int64_t>::zeros({1, 1}), cache);
   EXPECT_THROW_WITH(model.forward_cached(Tensor<std::int64_t>::zeros({1, 1}), cache), ValueError,
-                    {"position id 9", "the model's context"});
+                    {"GPT2Model::forward_cached", "position id 9", "the model's context"});
   EXPECT_EQ(cache.length(), 9);
   nn::KVCache<float> other = model.make_cache(2, 4);
   EXPECT_THROW_WITH(model.forward_cached(Tensor<std::int64_t>::zeros({1, 1}), other), ValueError,
-                    {"for 2 sequences", "for 1"});
+                    {"GPT2Model::forward_cached", "for 2 sequences", "for 1"});
   model.train();
-  EXPECT_THROW_WITH(model.forward_cached(Tensor<std::int64_t>::zeros({2, 1}), other), ValueError, {"training mode"});
+  EXPECT_THROW_WITH(model.forward_cached(Tensor<std::int64_t>::zeros({2, 1}), other), ValueError, {"GPT2Model::forward_cached", "training mode"});
   nn::GPT2LMHeadModel<float>::Options o = tiny_options();
   o.transformer.n_head = 3;
   EXPECT_THROW_WITH(nn::GPT2LMHeadModel<float>{o}, ValueError, {"GPT2Model", "n_embd is 8, n_head is 3"});

@@ -109,6 +109,12 @@ TEST(Matmul, GradientReachesOnlyTheInputsThatRequireIt) {
   EXPECT_GRADCHECK([](const Inputs& v) { return matmul(v[0], v[1]); }, Inputs{a, w});
   Var<double> c = random_var({2, 3, 4}, 72, false), d = random_var({2, 4, 5}, 73);
   EXPECT_GRADCHECK([](const Inputs& v) { return matmul(v[0], v[1], false, false); }, Inputs{c, d});
+  matmul(a, w).backward(Tensor<double>::ones({2, 3, 5}));
+  EXPECT_TRUE(a.has_grad());
+  EXPECT_FALSE(w.has_grad());
+  matmul(c, d).backward(Tensor<double>::ones({2, 3, 5}));
+  EXPECT_FALSE(c.has_grad());
+  EXPECT_TRUE(d.has_grad());
 }
 
 TEST(Matmul, EmptyInnerDimensionGivesZerosAndZeroGradients) {

@@ -265,12 +265,18 @@ TEST(Adam, ANonFiniteGradientDeepInALargeParameterChangesNothing) {
   set_num_threads(2);
   const Index n = 200000;
   Var<float> w(eigenformer::testing::random_tensor({n}, 90), true);
-  const Tensor<float> before = w.value().clone();
   Adam<float> opt({{"big", w}});
   w.grad() = Tensor<float>::full({n}, 1e-3f);
+  opt.step();  // moments that a half-done update would change
+  const Tensor<float> before = w.value().clone();
+  const auto state_before = eigenformer::testing::saved_state(opt);
   w.grad()[n - 5] = std::numeric_limits<float>::quiet_NaN();
   EXPECT_THROW_WITH(opt.step(), ValueError, {"Adam::step", "'big'", "element 199995", "not finite"});
   EXPECT_TRUE(w.value().equal(before));
+  EXPECT_EQ(opt.step_count(), 1);
+  const auto state_after = eigenformer::testing::saved_state(opt);
+  ASSERT_EQ(state_after.size(), state_before.size());
+  for (const auto& [name, t] : state_before) EXPECT_TRUE(state_after.at(name).equal(t)) << name;
   w.grad()[n - 5] = 1e-3f;
   opt.step();
   EXPECT_FALSE(w.value().equal(before));

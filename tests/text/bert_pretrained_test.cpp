@@ -148,23 +148,23 @@ TEST(BertPretrained, ErrorsNameTheFileAndTheJsonPath) {
   EXPECT_THROW_WITH(load_bert_tokenizer_json(no_model), IoError, {"no_model.json", "model: missing"});
   std::string j = tokenizer_json(R"({"type": "Lowercase"})");
   EXPECT_THROW_WITH(load_bert_tokenizer_json(write_file(d / "norm.json", j)), IoError,
-                    {"normalizer.type", "\"Lowercase\""});
+                    {"norm.json", "normalizer.type", "\"Lowercase\""});
   j = tokenizer_json(R"({"type": "BertNormalizer", "lowercase": "yes"})");
   EXPECT_THROW_WITH(load_bert_tokenizer_json(write_file(d / "lower.json", j)), IoError,
-                    {"normalizer.lowercase", "expected true or false", "string"});
+                    {"lower.json", "normalizer.lowercase", "expected true or false", "string"});
   j = tokenizer_json(kUncased, R"("post_processor": {"type": "RobertaProcessing"})");
   EXPECT_THROW_WITH(load_bert_tokenizer_json(write_file(d / "post.json", j)), IoError,
-                    {"post_processor.type", "\"RobertaProcessing\""});
+                    {"post.json", "post_processor.type", "\"RobertaProcessing\""});
   j = tokenizer_json(kUncased, R"("post_processor": {"type": "TemplateProcessing", "single": [], "pair": []})");
   EXPECT_THROW_WITH(load_bert_tokenizer_json(write_file(d / "template.json", j)), IoError,
-                    {"post_processor", "not BERT's template"});
+                    {"template.json", "post_processor", "not BERT's template"});
   j = tokenizer_json(kUncased);
   j.replace(j.find("\"hello\": 5"), 10, "\"hello\": 99");
   EXPECT_THROW_WITH(load_bert_tokenizer_json(write_file(d / "ids.json", j)), IoError,
-                    {"model.vocab.\"hello\"", "id 99"});
+                    {"ids.json", "model.vocab.\"hello\"", "id 99"});
   j = tokenizer_json(kUncased);
   j.replace(j.find("\"unk_token\": \"[UNK]\""), 20, "\"unk_token\": \"<unk>\"");
-  EXPECT_THROW_WITH(load_bert_tokenizer_json(write_file(d / "unk.json", j)), IoError, {"lacks", "\"<unk>\""});
+  EXPECT_THROW_WITH(load_bert_tokenizer_json(write_file(d / "unk.json", j)), IoError, {"unk.json", "lacks", "\"<unk>\""});
   write_file(d / "vocab.txt", "[UNK]\nx\n");
   write_file(d / "tokenizer_config.json", R"({"do_lower_case": 1})");
   EXPECT_THROW_WITH(load_bert_tokenizer(d), IoError, {"tokenizer_config.json", "do_lower_case", "number"});

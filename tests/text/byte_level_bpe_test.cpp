@@ -249,17 +249,17 @@ TEST(ByteLevelBpe, FileErrorsNameTheFileAndWhere) {
   EXPECT_THROW_WITH(ByteLevelBpe::from_tokenizer_json(merge), IoError, {"merge.json", "model.merges[1]", "number"});
   const fs::path oov = write_file(
       d / "oov.json", "{" + pre + R"(, "model": {"type": "BPE", "vocab": {"a": 0}, "merges": ["a a"]}})");
-  EXPECT_THROW_WITH(ByteLevelBpe::from_tokenizer_json(oov), IoError, {"model.merges[0]", "\"aa\"", "not in"});
+  EXPECT_THROW_WITH(ByteLevelBpe::from_tokenizer_json(oov), IoError, {"oov.json", "model.merges[0]", "\"aa\"", "not in"});
   const fs::path ids = write_file(d / "ids.json", "{" + pre + R"(, "model": {"type": "BPE", "vocab": {"a": 0, "b": 5}, "merges": []}})");
-  EXPECT_THROW_WITH(ByteLevelBpe::from_tokenizer_json(ids), IoError, {"model.vocab.\"b\"", "id 5", "out of range"});
+  EXPECT_THROW_WITH(ByteLevelBpe::from_tokenizer_json(ids), IoError, {"ids.json", "model.vocab.\"b\"", "id 5", "out of range"});
   const fs::path dropout = write_file(d / "dropout.json", "{" + pre + R"(, "model": {"type": "BPE", "dropout": 0.1, "vocab": {}, "merges": []}})");
-  EXPECT_THROW_WITH(ByteLevelBpe::from_tokenizer_json(dropout), IoError, {"model.dropout", "not supported"});
+  EXPECT_THROW_WITH(ByteLevelBpe::from_tokenizer_json(dropout), IoError, {"dropout.json", "model.dropout", "not supported"});
   const fs::path norm = write_file(d / "norm.json", R"({"normalizer": {"type": "NFC"}, "model": {"type": "BPE", "vocab": {}, "merges": []}})");
-  EXPECT_THROW_WITH(ByteLevelBpe::from_tokenizer_json(norm), IoError, {"normalizer", "not supported"});
+  EXPECT_THROW_WITH(ByteLevelBpe::from_tokenizer_json(norm), IoError, {"norm.json", "normalizer", "not supported"});
   const fs::path split = write_file(d / "split.json", R"({"pre_tokenizer": {"type": "Whitespace"}, "model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}})");
-  EXPECT_THROW_WITH(ByteLevelBpe::from_tokenizer_json(split), IoError, {"pre_tokenizer.type", "\"Whitespace\""});
+  EXPECT_THROW_WITH(ByteLevelBpe::from_tokenizer_json(split), IoError, {"split.json", "pre_tokenizer.type", "\"Whitespace\""});
   const fs::path added = write_file(d / "added.json", "{" + pre + R"(, "added_tokens": [{"id": 1}], "model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}})");
-  EXPECT_THROW_WITH(ByteLevelBpe::from_tokenizer_json(added), IoError, {"added_tokens[0].content", "missing"});
+  EXPECT_THROW_WITH(ByteLevelBpe::from_tokenizer_json(added), IoError, {"added.json", "added_tokens[0].content", "missing"});
 
   write_file(d / "vocab.json", R"({"a": 0, "b": 1, "ab": 2})");
   const fs::path merges = write_file(d / "merges.txt", "#version: 0.2\na b\nab\n");

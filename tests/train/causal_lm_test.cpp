@@ -109,6 +109,18 @@ TEST(CausalLm, FitLearnsAPatternAndReportsPerplexityAndResumes) {
   const train::FitResult second = train::fit(resumed, task, train_data, valid_data, fo);
   ASSERT_EQ(second.history.size(), 8u);
   EXPECT_LT(second.best().metric("valid_perplexity"), 1.5);  // the pattern is deterministic: perplexity -> 1
+  // The first two epochs are the first run's, read back from its checkpoint, and the resumed run ends where one
+  // uninterrupted run of 8 epochs ends, to the bit.
+  for (std::size_t e = 0; e < 2; ++e)
+    EXPECT_EQ(second.history[e].metric("valid_loss"), first.history[e].metric("valid_loss")) << "epoch " << e + 1;
+  fo.resume = false;
+  fo.run_dir = dir.string() + "_straight";
+  fs::remove_all(fo.run_dir);
+  nn::GPT2LMHeadModel<float> straight(tiny(8));
+  const train::FitResult whole = train::fit(straight, task, train_data, valid_data, fo);
+  ASSERT_EQ(whole.history.size(), 8u);
+  for (std::size_t e = 0; e < 8; ++e)
+    EXPECT_EQ(second.history[e].metric("valid_loss"), whole.history[e].metric("valid_loss")) << "epoch " << e + 1;
 }
 
 }  // namespace causal_lm_test
