@@ -239,7 +239,7 @@ void with_bert_model(const ModelFolder& folder, const ef::text::Tokenizer& token
     return;
   }
   ef::nn::BertConfig c =
-      ef::nn::detail::bert_config_from_hf(ef::io::PretrainedConfig(config.model, run.config().string()));
+      ef::nn::detail::bert_config_from_hf(ef::io::PretrainedConfig(config.model, run.config().string(), "load_bert_model"));
   if (!config.labels.empty()) c.labels = config.labels;
   check_weights_fit_config(run.config(), run.model(), bert_memory_estimate(c, 0, 0, false));
   ef::nn::BertForSequenceClassification<float> model(c);

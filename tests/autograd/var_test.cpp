@@ -237,9 +237,12 @@ TEST(GradientReadyObserver, HearsOfEachLeafOnceWhenItsGradientIsFinal) {
 TEST(Var, UndefinedVarThrowsAutogradErrorOnUse) {
   const Var<double> u;
   EXPECT_FALSE(u.defined());
-  EXPECT_THROW_WITH(u.value(), AutogradError, {"undefined"});
-  EXPECT_THROW_WITH(u.requires_grad(), AutogradError, {"undefined"});
-  EXPECT_THROW_WITH(u.backward(), AutogradError, {"undefined"});
+  EXPECT_THROW_WITH(u.value(), AutogradError, {"Var::value: the Var is undefined", "expected a Var made from"});
+  EXPECT_THROW_WITH(u.requires_grad(), AutogradError, {"Var::requires_grad: the Var is undefined"});
+  EXPECT_THROW_WITH(u.backward(), AutogradError, {"Var::backward: the Var is undefined"});
+  EXPECT_THROW_WITH(u.grad(), AutogradError, {"Var::grad: the Var is undefined"});
+  EXPECT_THROW_WITH(u.accumulate_grad(Tensor<double>::ones({1})), AutogradError,
+                    {"Var::accumulate_grad: the Var is undefined"});
 }
 
 TEST(Var, RequiresGradPropagatesFromAnyInput) {

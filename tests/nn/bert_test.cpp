@@ -246,7 +246,7 @@ TEST(Bert, BadFoldersThrowNamingTheFileAndEveryProblemAndChangeNothing) {
   EXPECT_THROW_WITH(io::from_pretrained<nn::BertForMaskedLM<float>>(dir), IoError,
                     {"does not fit the model", "intermediate.dense.weight' is (37, 32)",
                      "bert.encoder.layer.1.output.dense.weight' is (32, 37)", "nothing was loaded"});
-  nn::BertConfig c = nn::detail::bert_config_from_hf(io::PretrainedConfig(config, "config.json"));
+  nn::BertConfig c = nn::detail::bert_config_from_hf(io::PretrainedConfig(config, "config.json", "bert_config_from_hf"));
   nn::BertForMaskedLM<float> model(c);
   const Tensor<float> before = model.bert.embeddings.word_embeddings.weight.value().clone();
   EXPECT_THROW(io::load_pretrained_weights(model, io::PretrainedWeights::open(dir), io::PretrainedFormat<nn::BertForMaskedLM<float>>::names(), dir.string()), IoError);

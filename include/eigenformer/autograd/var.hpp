@@ -240,31 +240,31 @@ class Var {
   }
 
   bool defined() const { return node_ != nullptr; }
-  const Tensor<T>& value() const { return node().value; }
+  const Tensor<T>& value() const { return node("Var::value").value; }
   /// Mutable value, for optimizers and initialization (modifying a value a live graph saved corrupts it).
-  Tensor<T>& value() { return node().value; }
+  Tensor<T>& value() { return node("Var::value").value; }
   const Shape& shape() const { return value().shape(); }
   Index dim() const { return value().dim(); }
   Index size(Index axis) const { return value().size(axis); }
   Index numel() const { return value().numel(); }
   T item() const { return value().item(); }
 
-  bool requires_grad() const { return node().requires_grad; }
+  bool requires_grad() const { return node("Var::requires_grad").requires_grad; }
   /// Sets requires_grad on a leaf; throws AutogradError on an op result.
   Var& set_requires_grad(bool r) {
-    if (!node().is_leaf)
+    if (!node("Var::set_requires_grad").is_leaf)
       throw AutogradError(detail::concat("set_requires_grad: only leaves can change requires_grad; this Var is the output of ",
                                  node_->op));
     node_->requires_grad = r;
     return *this;
   }
-  bool is_leaf() const { return node().is_leaf; }
-  const char* op_name() const { return node().op; }
+  bool is_leaf() const { return node("Var::is_leaf").is_leaf; }
+  const char* op_name() const { return node("Var::op_name").op; }
 
   /// The accumulated gradient; undefined until a backward pass reaches this Var.
-  const Tensor<T>& grad() const { return node().grad; }
-  Tensor<T>& grad() { return node().grad; }
-  bool has_grad() const { return node().grad.defined(); }
+  const Tensor<T>& grad() const { return node("Var::grad").grad; }
+  Tensor<T>& grad() { return node("Var::grad").grad; }
+  bool has_grad() const { return node("Var::has_grad").grad.defined(); }
   /// grad += g (g must have the value's shape); called by backward functions. Inside a PartGradients part, a
   /// leaf's g is held for the part's turn instead.
   void accumulate_grad(Tensor<T> g) const { accumulate_into(node_, std::move(g)); }
@@ -273,15 +273,16 @@ class Var {
   /// without a temporary of the same size). Null for leaves: their gradients change only through accumulate_grad,
   /// under a lock, since other threads' backward passes may be adding into them.
   T* grad_to_accumulate() const {
-    detail::Node<T>& n = node();
+    detail::Node<T>& n = node("Var::grad_to_accumulate");
     return !n.is_leaf && n.grad.defined() && n.grad.is_unique() ? n.grad.data() : nullptr;
   }
   /// Clears the gradient: drops it (set_to_none, PyTorch's default) or fills it with zeros.
   void zero_grad(bool set_to_none = true) const {
+    detail::Node<T>& n = node("Var::zero_grad");
     if (set_to_none)
-      node().grad = Tensor<T>();
-    else if (node().grad.defined())
-      node().grad.set_zero();
+      n.grad = Tensor<T>();
+    else if (n.grad.defined())
+      n.grad.set_zero();
   }
 
   /// A new leaf sharing this value, cut from the graph.
@@ -289,6 +290,7 @@ class Var {
 
   /// Backpropagates from a one-element Var (seed 1).
   void backward(bool retain_graph = false) const {
+    if (!node_) throw undefined("Var::backward");
     if (numel() != 1)
       throw AutogradError(detail::concat("backward: output is ", to_string(shape()),
                                  ", expected one element; pass a seed gradient of that shape"));
@@ -297,6 +299,7 @@ class Var {
 
   /// Backpropagates seed (the gradient of some scalar with respect to this Var).
   void backward(const Tensor<T>& seed, bool retain_graph = false) const {
+    if (!node_) throw undefined("Var::backward");
     if (!requires_grad())
       throw AutogradError("backward: this Var does not require grad (no input of its graph requires grad)");
     if (seed.shape() != shape())
@@ -360,9 +363,13 @@ class Var {
     node_->is_leaf = false;
   }
 
-  detail::Node<T>& node() const {
-    if (!node_) throw AutogradError("Var: use of an undefined Var");
+  detail::Node<T>& node(const char* fn) const {
+    if (!node_) throw undefined(fn);
     return *node_;
+  }
+  static AutogradError undefined(const char* fn) {
+    return AutogradError(detail::concat(fn, ": the Var is undefined (default-constructed: no value, no graph node); ",
+                                        "expected a Var made from a tensor or returned by an op"));
   }
 
   static void accumulate_into(const std::shared_ptr<detail::Node<T>>& n, Tensor<T>&& g);
@@ -466,7 +473,7 @@ struct PartSlot {
 
 template <typename T>
 void Var<T>::accumulate_into(const std::shared_ptr<detail::Node<T>>& n, Tensor<T>&& g) {
-  if (!n) throw AutogradError("Var: use of an undefined Var");
+  if (!n) throw undefined("Var::accumulate_grad");
   detail::PartSlot<T>* slot = n->is_leaf ? detail::thread_current<detail::PartSlot<T>>() : nullptr;
   if (slot)
     slot->add(n, std::move(g));

@@ -56,12 +56,12 @@ inline nn::LoraOptions read_lora_options(const std::filesystem::path& dir) {
   const std::filesystem::path path = dir / "adapter_config.json";
   PretrainedConfig c;
   try {
-    c = PretrainedConfig(nlohmann::json::parse(read_text_file(path, "load_lora")), path.string());
+    c = PretrainedConfig(nlohmann::json::parse(read_text_file(path, "load_lora")), path.string(), "load_lora");
   } catch (const nlohmann::json::parse_error& e) {
     throw IoError(concat("load_lora: '", path.string(), "' is not valid JSON: ", e.what()));
   }
   if (c.get<std::string>("peft_type", "") != "LORA")
-    throw IoError(concat(path.string(), ": \"peft_type\" is ", c.json().value("peft_type", nlohmann::json()).dump(),
+    throw IoError(concat(c.where(), ": \"peft_type\" is ", c.json().value("peft_type", nlohmann::json()).dump(),
                          ", expected \"LORA\""));
   nn::LoraOptions o;
   o.rank = c.get<Index>("r");
@@ -72,9 +72,9 @@ inline nn::LoraOptions read_lora_options(const std::filesystem::path& dir) {
     const nlohmann::json& j = c.json().at(key);
     std::vector<std::string> out;
     if (j.is_string()) return std::vector<std::string>{j.get<std::string>()};
-    if (!j.is_array()) throw IoError(concat(path.string(), ": \"", key, "\" is ", j.dump(), ", expected a list of names"));
+    if (!j.is_array()) throw IoError(concat(c.where(), ": \"", key, "\" is ", j.dump(), ", expected a list of names"));
     for (const auto& s : j) {
-      if (!s.is_string()) throw IoError(concat(path.string(), ": \"", key, "\" is ", j.dump(), ", expected names"));
+      if (!s.is_string()) throw IoError(concat(c.where(), ": \"", key, "\" is ", j.dump(), ", expected names"));
       out.push_back(s.get<std::string>());
     }
     return out;
@@ -82,7 +82,7 @@ inline nn::LoraOptions read_lora_options(const std::filesystem::path& dir) {
   o.targets = strings("target_modules", o.targets);
   o.trainable = strings("modules_to_save", {});
   if (c.get<std::string>("bias", "none") != "none")
-    throw IoError(concat(path.string(), ": \"bias\" is \"", c.get<std::string>("bias"), "\", only \"none\" is supported"));
+    throw IoError(concat(c.where(), ": \"bias\" is \"", c.get<std::string>("bias"), "\", only \"none\" is supported"));
   return o;
 }
 

@@ -67,27 +67,32 @@ inline bool ends_with(const std::string& name, const std::string& suffix) {
 
 }  // namespace detail
 
-/// A Hugging Face config.json: the JSON object and typed reads whose errors name the file and the key.
+/// A Hugging Face config.json: the JSON object and typed reads whose errors name the reading function, the file
+/// and the key.
 class PretrainedConfig {
  public:
   PretrainedConfig() = default;
-  PretrainedConfig(nlohmann::json j, std::string source) : json_(std::move(j)), source_(std::move(source)) {
+  /// j read from source by the function fn (both named in every error).
+  PretrainedConfig(nlohmann::json j, std::string source, std::string fn)
+      : json_(std::move(j)), source_(std::move(source)), where_(fn + ": " + source_) {
     if (!json_.is_object())
-      throw IoError(eigenformer::detail::concat(source_, ": expected a JSON object, got ", json_.dump()));
+      throw IoError(eigenformer::detail::concat(where_, ": expected a JSON object, got ", json_.dump()));
   }
-  /// Reads dir/config.json; throws IoError when it is missing or not a JSON object.
-  static PretrainedConfig read(const std::filesystem::path& dir) {
+  /// Reads dir/config.json for fn; throws IoError when it is missing or not a JSON object.
+  static PretrainedConfig read(const std::filesystem::path& dir, const std::string& fn = "from_pretrained") {
     const std::filesystem::path path = dir / "config.json";
-    const std::string text = read_text_file(path, "from_pretrained");
+    const std::string text = read_text_file(path, fn.c_str());
     try {
-      return PretrainedConfig(nlohmann::json::parse(text), path.string());
+      return PretrainedConfig(nlohmann::json::parse(text), path.string(), fn);
     } catch (const nlohmann::json::parse_error& e) {
-      throw IoError(eigenformer::detail::concat("from_pretrained: '", path.string(), "' is not valid JSON: ", e.what()));
+      throw IoError(eigenformer::detail::concat(fn, ": '", path.string(), "' is not valid JSON: ", e.what()));
     }
   }
 
   const nlohmann::json& json() const { return json_; }
   const std::string& source() const { return source_; }
+  /// "fn: source", the start of every error about this config.
+  const std::string& where() const { return where_; }
   bool has(const std::string& key) const { return json_.contains(key) && !json_.at(key).is_null(); }
 
   /// The value of key as V (an integer, floating-point, bool or string type), or fallback when absent or null.
@@ -100,7 +105,7 @@ class PretrainedConfig {
   template <class V>
   V get(const std::string& key) const {
     using eigenformer::detail::concat;
-    if (!has(key)) throw IoError(concat(source_, ": \"", key, "\" is missing"));
+    if (!has(key)) throw IoError(concat(where_, ": \"", key, "\" is missing"));
     const nlohmann::json& v = json_.at(key);
     bool ok;
     const char* expected;
@@ -117,13 +122,14 @@ class PretrainedConfig {
       ok = v.is_string();
       expected = "a string";
     }
-    if (!ok) throw IoError(concat(source_, ": \"", key, "\" is ", v.dump(), ", expected ", expected));
+    if (!ok) throw IoError(concat(where_, ": \"", key, "\" is ", v.dump(), ", expected ", expected));
     return v.get<V>();
   }
 
  private:
   nlohmann::json json_ = nlohmann::json::object();
   std::string source_ = "config.json";
+  std::string where_ = "PretrainedConfig: config.json";
 };
 
 /// The weights of a model folder: model.safetensors, or the shards a model.safetensors.index.json lists. Tensors
@@ -487,7 +493,7 @@ Model from_pretrained(const std::filesystem::path& dir, PretrainedReport* report
   const PretrainedConfig config = PretrainedConfig::read(dir);
   const std::string type = config.get<std::string>("model_type", "");
   if (type != Format::model_type)
-    throw IoError(concat("from_pretrained: ", config.source(), ": model_type is \"", type, "\", expected \"",
+    throw IoError(concat(config.where(), ": model_type is \"", type, "\", expected \"",
                          Format::model_type, "\" for ", Format::architecture()));
   typename Model::Config c = Format::config_from(config);
   if (adjust) adjust(c);

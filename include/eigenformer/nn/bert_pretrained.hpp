@@ -25,7 +25,7 @@ inline Activation activation_from_hf(const io::PretrainedConfig& c, const std::s
   if (name == "gelu_new" || name == "gelu_pytorch_tanh" || name == "gelu_fast") return Activation::gelu_tanh;
   if (name == "relu") return Activation::relu;
   if (name == "silu" || name == "swish") return Activation::silu;
-  throw IoError(eigenformer::detail::concat(c.source(), ": \"", key, "\" is \"", name,
+  throw IoError(eigenformer::detail::concat(c.where(), ": \"", key, "\" is \"", name,
                                             "\", expected one of \"gelu\", \"gelu_new\", \"gelu_pytorch_tanh\", ",
                                             "\"gelu_fast\", \"relu\", \"silu\", \"swish\""));
 }
@@ -49,7 +49,7 @@ inline std::vector<std::string> labels_from_hf(const io::PretrainedConfig& c, st
   using eigenformer::detail::concat;
   if (c.has("id2label")) {
     const nlohmann::json& j = c.json().at("id2label");
-    if (!j.is_object() || j.empty()) throw IoError(concat(c.source(), ": \"id2label\" is ", j.dump(), ", expected an object"));
+    if (!j.is_object() || j.empty()) throw IoError(concat(c.where(), ": \"id2label\" is ", j.dump(), ", expected an object"));
     std::vector<std::string> labels(j.size());
     for (auto it = j.begin(); it != j.end(); ++it) {
       std::size_t id = 0;
@@ -58,18 +58,18 @@ inline std::vector<std::string> labels_from_hf(const io::PretrainedConfig& c, st
         id = std::stoul(it.key(), &used);
         if (used != it.key().size()) throw std::invalid_argument(it.key());
       } catch (const std::logic_error&) {
-        throw IoError(concat(c.source(), ": \"id2label\" has the key \"", it.key(), "\", expected label ids 0 .. ",
+        throw IoError(concat(c.where(), ": \"id2label\" has the key \"", it.key(), "\", expected label ids 0 .. ",
                              j.size() - 1));
       }
       if (id >= labels.size() || !it->is_string() || !labels[id].empty())
-        throw IoError(concat(c.source(), ": \"id2label\" is ", j.dump(), ", expected the ids 0 .. ", j.size() - 1,
+        throw IoError(concat(c.where(), ": \"id2label\" is ", j.dump(), ", expected the ids 0 .. ", j.size() - 1,
                              " once each, with string labels"));
       labels[id] = it->get<std::string>();
     }
     return labels;
   }
   const Index n = c.get<Index>("num_labels", c.get<Index>("_num_labels", static_cast<Index>(fallback.size())));
-  if (n <= 0) throw IoError(concat(c.source(), ": \"num_labels\" is ", n, ", expected > 0"));
+  if (n <= 0) throw IoError(concat(c.where(), ": \"num_labels\" is ", n, ", expected > 0"));
   std::vector<std::string> labels;
   for (Index i = 0; i < n; ++i) labels.push_back("LABEL_" + std::to_string(i));
   return labels;
@@ -102,13 +102,13 @@ inline BertConfig bert_config_from_hf(const io::PretrainedConfig& c) {
   b.labels = labels_from_hf(c, b.labels);
   const std::string positions = c.get<std::string>("position_embedding_type", "absolute");
   if (positions != "absolute")
-    throw IoError(concat(c.source(), ": \"position_embedding_type\" is \"", positions, "\", only \"absolute\" is supported"));
+    throw IoError(concat(c.where(), ": \"position_embedding_type\" is \"", positions, "\", only \"absolute\" is supported"));
   if (c.get<bool>("is_decoder", false) || c.get<bool>("add_cross_attention", false))
-    throw IoError(concat(c.source(), ": a BERT decoder (is_decoder, add_cross_attention) is not supported"));
+    throw IoError(concat(c.where(), ": a BERT decoder (is_decoder, add_cross_attention) is not supported"));
   try {
-    b.check("from_pretrained");
+    b.check(c.where().c_str());  // "from_pretrained: .../config.json: hidden_size is 0, expected > 0"
   } catch (const ValueError& e) {
-    throw IoError(concat(c.source(), ": ", e.what()));
+    throw IoError(e.what());
   }
   return b;
 }

@@ -45,9 +45,9 @@ template <typename T = float>
 typename GPT2LMHeadModel<T>::Options gpt2_options_from_config(const io::PretrainedConfig& c) {
   using eigenformer::detail::concat;
   const std::string model_type = c.get<std::string>("model_type", "gpt2");
-  if (model_type != "gpt2") throw IoError(concat(c.source(), ": model_type is \"", model_type, "\", expected \"gpt2\""));
+  if (model_type != "gpt2") throw IoError(concat(c.where(), ": model_type is \"", model_type, "\", expected \"gpt2\""));
   if (c.get<bool>("add_cross_attention", false))
-    throw IoError(concat(c.source(), ": add_cross_attention is true: GPT-2 with cross-attention is not supported"));
+    throw IoError(concat(c.where(), ": add_cross_attention is true: GPT-2 with cross-attention is not supported"));
   typename GPT2LMHeadModel<T>::Options o;
   auto& t = o.transformer;
   t.vocab_size = c.get<Index>("vocab_size", t.vocab_size);
@@ -58,7 +58,7 @@ typename GPT2LMHeadModel<T>::Options gpt2_options_from_config(const io::Pretrain
   t.n_inner = c.get<Index>("n_inner", 0);
   t.activation_function = c.get<std::string>("activation_function", t.activation_function);
   if (!is_hf_activation(t.activation_function))
-    throw IoError(concat(c.source(), ": activation_function is \"", t.activation_function, "\", expected one of ",
+    throw IoError(concat(c.where(), ": activation_function is \"", t.activation_function, "\", expected one of ",
                          hf_activation_names()));
   t.resid_pdrop = static_cast<T>(c.get<double>("resid_pdrop", t.resid_pdrop));
   t.embd_pdrop = static_cast<T>(c.get<double>("embd_pdrop", t.embd_pdrop));
@@ -73,7 +73,7 @@ typename GPT2LMHeadModel<T>::Options gpt2_options_from_config(const io::Pretrain
   o.bos_token_id = detail::gpt2_config_token_id(c, "bos_token_id", end_of_text);
   o.eos_token_id = detail::gpt2_config_token_id(c, "eos_token_id", end_of_text);
   const auto bad = [&](const char* key, std::int64_t value, const char* expected) {
-    return IoError(concat(c.source(), ": ", key, " is ", value, ", expected ", expected));
+    return IoError(concat(c.where(), ": ", key, " is ", value, ", expected ", expected));
   };
   if (t.vocab_size < 1) throw bad("vocab_size", t.vocab_size, ">= 1");
   if (t.n_positions < 1) throw bad("n_positions", t.n_positions, ">= 1");

@@ -141,7 +141,8 @@ class Tokenizer {
   Encoding encode_pair(std::string_view a, std::string_view b, const EncodeOptions& options = {}) const {
     static constexpr const char* fn = "Tokenizer::encode_pair";
     if (options.truncation != Truncation::head)
-      throw ValueError(detail::concat(fn, ": truncation must be Truncation::head (longest_first) for pairs"));
+      throw ValueError(detail::concat(fn, ": options.truncation is Truncation::head_tail, expected Truncation::head ",
+                                      "(longest_first): head_tail is for single texts"));
     const Index specials = options.add_special_tokens ? 3 : 0;
     if (options.max_length < 0)
       throw ValueError(detail::concat(fn, ": max_length is ", options.max_length, ", expected >= 0 (0 = no limit)"));

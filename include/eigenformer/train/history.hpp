@@ -92,9 +92,13 @@ inline void write_metrics_csv(const std::filesystem::path& path, const std::vect
   for (const EpochRecord& r : history) {
     bool same = r.metrics.size() == metric_names.size();
     for (std::size_t i = 0; same && i < metric_names.size(); ++i) same = r.metrics[i].first == metric_names[i];
-    if (!same)
-      throw ValueError(eigenformer::detail::concat("write_metrics_csv: epoch ", r.epoch,
-                                                   " holds other metrics than the header's"));
+    if (!same) {
+      std::string held, expected;
+      for (const auto& m : r.metrics) held += (held.empty() ? "" : ", ") + m.first;
+      for (const std::string& name : metric_names) expected += (expected.empty() ? "" : ", ") + name;
+      throw ValueError(eigenformer::detail::concat("write_metrics_csv: epoch ", r.epoch, " holds the metrics (", held,
+                                                   "), expected the header's (", expected, ")"));
+    }
     text += metrics_csv_row(r) + "\n";
   }
   io::write_text_file_atomically(path, text, "write_metrics_csv");
@@ -176,7 +180,10 @@ inline EpochRecord epoch_record_from_json(const nlohmann::json& j) {
   const nlohmann::json& names = j.at("metric_names");
   const nlohmann::json& values = j.at("metric_values");
   if (!names.is_array() || !values.is_array() || names.size() != values.size())
-    throw ValueError("epoch_record_from_json: metric_names and metric_values differ in length");
+    throw ValueError(eigenformer::detail::concat(
+        "epoch_record_from_json: metric_names is ", names.is_array() ? std::to_string(names.size()) + " names" : names.dump(),
+        " and metric_values is ", values.is_array() ? std::to_string(values.size()) + " values" : values.dump(),
+        ", expected two arrays of the same length"));
   for (std::size_t i = 0; i < names.size(); ++i)
     r.metrics.emplace_back(names[i].get<std::string>(), number_from_json(values[i]));
   r.seconds = number_from_json(j.at("seconds"));
