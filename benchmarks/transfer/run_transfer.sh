@@ -45,6 +45,7 @@ FT_EPOCHS=${FT_EPOCHS:-10}
 FT_EPOCHS_ALL=${FT_EPOCHS_ALL:-3}  # on the whole training set (an epoch there is 24 of the 200-label subset's)
 FT_LR=${FT_LR:-1e-4}
 FT_BATCH=${FT_BATCH:-16}
+FT_ARGS=${FT_ARGS:-""}  # more train options, e.g. "--truncation head" (the folder's recorded truncation otherwise)
 # (b) the default transformer from scratch (its WordPiece vocabulary learned from the labelled subset)
 SCRATCH_EPOCHS=${SCRATCH_EPOCHS:-10}
 SCRATCH_LR=${SCRATCH_LR:-1e-3}
@@ -145,7 +146,9 @@ for n in $SIZES; do
   for seed in $seeds; do
     epochs=$FT_EPOCHS
     [[ $n == all ]] && epochs=$FT_EPOCHS_ALL
-    run bert-pretrained "$n" "$seed" --init "$PRETRAINED" --epochs "$epochs" --lr "$FT_LR" --batch-size "$FT_BATCH"
+    # shellcheck disable=SC2086  # FT_ARGS is a list of options
+    run bert-pretrained "$n" "$seed" --init "$PRETRAINED" --epochs "$epochs" --lr "$FT_LR" --batch-size "$FT_BATCH" \
+        $FT_ARGS
     # shellcheck disable=SC2086
     run transformer-scratch "$n" "$seed" --epochs "$SCRATCH_EPOCHS" --lr "$SCRATCH_LR" --batch-size "$SCRATCH_BATCH" \
         $SCRATCH_ARGS
