@@ -96,6 +96,8 @@ TEST(CausalLm, FitLearnsAPatternAndReportsPerplexityAndResumes) {
   train::FitOptions fo;
   fo.epochs = 2;
   fo.lr = 1e-2;
+  fo.schedule = train::ScheduleKind::constant;  // a schedule that does not depend on the number of epochs, and
+  fo.warmup_steps = 4;                          // a warmup in steps: 2 epochs resumed to 8 are then 8 epochs
   fo.run_dir = dir;
   const train::FitResult first = train::fit(model, task, train_data, valid_data, fo);
   ASSERT_EQ(first.history.size(), 2u);
