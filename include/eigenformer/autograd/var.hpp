@@ -290,7 +290,7 @@ class Var {
 
   /// Backpropagates from a one-element Var (seed 1).
   void backward(bool retain_graph = false) const {
-    if (!node_) throw undefined("Var::backward");
+    if (!node_) throw_undefined("Var::backward");
     if (numel() != 1)
       throw AutogradError(detail::concat("backward: output is ", to_string(shape()),
                                  ", expected one element; pass a seed gradient of that shape"));
@@ -299,7 +299,7 @@ class Var {
 
   /// Backpropagates seed (the gradient of some scalar with respect to this Var).
   void backward(const Tensor<T>& seed, bool retain_graph = false) const {
-    if (!node_) throw undefined("Var::backward");
+    if (!node_) throw_undefined("Var::backward");
     if (!requires_grad())
       throw AutogradError("backward: this Var does not require grad (no input of its graph requires grad)");
     if (seed.shape() != shape())
@@ -364,12 +364,13 @@ class Var {
   }
 
   detail::Node<T>& node(const char* fn) const {
-    if (!node_) throw undefined(fn);
+    if (!node_) throw_undefined(fn);
     return *node_;
   }
-  static AutogradError undefined(const char* fn) {
-    return AutogradError(detail::concat(fn, ": the Var is undefined (default-constructed: no value, no graph node); ",
-                                        "expected a Var made from a tensor or returned by an op"));
+  // Out of line: the accessors above run for every op, and the message is built only on this path.
+  [[noreturn, gnu::noinline, gnu::cold]] static void throw_undefined(const char* fn) {
+    throw AutogradError(detail::concat(fn, ": the Var is undefined (default-constructed: no value, no graph node); ",
+                                       "expected a Var made from a tensor or returned by an op"));
   }
 
   static void accumulate_into(const std::shared_ptr<detail::Node<T>>& n, Tensor<T>&& g);
@@ -473,7 +474,7 @@ struct PartSlot {
 
 template <typename T>
 void Var<T>::accumulate_into(const std::shared_ptr<detail::Node<T>>& n, Tensor<T>&& g) {
-  if (!n) throw undefined("Var::accumulate_grad");
+  if (!n) throw_undefined("Var::accumulate_grad");
   detail::PartSlot<T>* slot = n->is_leaf ? detail::thread_current<detail::PartSlot<T>>() : nullptr;
   if (slot)
     slot->add(n, std::move(g));
