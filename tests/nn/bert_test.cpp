@@ -260,11 +260,13 @@ TEST(Bert, BadFoldersThrowNamingTheFileAndEveryProblemAndChangeNothing) {
   config["model_type"] = "bert";
   config["hidden_size"] = "32";
   std::ofstream(dir / "config.json") << config.dump();
-  EXPECT_THROW_WITH(io::from_pretrained<nn::BertModel<float>>(dir), IoError, {"\"hidden_size\" is \"32\"", "an integer"});
+  EXPECT_THROW_WITH(io::from_pretrained<nn::BertModel<float>>(dir), IoError,
+                    {"from_pretrained: ", "config.json: \"hidden_size\" is \"32\"", "an integer"});
   config["hidden_size"] = 32;
   config["hidden_act"] = "mish";
   std::ofstream(dir / "config.json") << config.dump();
-  EXPECT_THROW_WITH(io::from_pretrained<nn::BertModel<float>>(dir), IoError, {"\"hidden_act\" is \"mish\""});
+  EXPECT_THROW_WITH(io::from_pretrained<nn::BertModel<float>>(dir), IoError,
+                    {"from_pretrained: ", "config.json: \"hidden_act\" is \"mish\""});
   // A truncated weights file.
   config["hidden_act"] = "gelu";
   std::ofstream(dir / "config.json") << config.dump();

@@ -286,7 +286,8 @@ TEST(Tokenizer, EncodePairLongestFirstTruncation) {
   EXPECT_THROW_WITH(tok.encode_pair("a", "b", o), ValueError, {"Tokenizer::encode_pair", "max_length is 2", "at least 3"});
   o.max_length = 10;
   o.truncation = Truncation::head_tail;
-  EXPECT_THROW_WITH(tok.encode_pair("a", "b", o), ValueError, {"encode_pair", "Truncation::head"});
+  EXPECT_THROW_WITH(tok.encode_pair("a", "b", o), ValueError,
+                    {"Tokenizer::encode_pair", "options.truncation is Truncation::head_tail", "expected Truncation::head"});
 }
 
 TEST(Tokenizer, AddedTokensAreFoundBeforeBasicTokenization) {

@@ -93,7 +93,9 @@ TEST(MetricsCsv, WriteThenReadRoundTripsExactly) {
   EXPECT_EQ(slurp(p).substr(0, slurp(p).find('\n')),
             "epoch,step,lr,train_loss,valid_loss,valid_perplexity,seconds,tokens_per_second,best");
   expect_same(read_metrics_csv(p).at(0), lm);
-  EXPECT_THROW_WITH(write_metrics_csv(p, {lm}, kNames), ValueError, {"write_metrics_csv", "epoch 1"});
+  EXPECT_THROW_WITH(write_metrics_csv(p, {lm}, kNames), ValueError,
+                    {"write_metrics_csv: epoch 1 holds the metrics (train_loss, valid_loss, valid_perplexity), expected",
+                     "(train_loss, train_accuracy"});
   EXPECT_EQ(read_metrics_csv(p).size(), 1u);  // a refused write leaves the file as it was
 }
 
@@ -115,6 +117,10 @@ TEST(EpochRecordJson, RoundTripsWithNaNAsNull) {
   EXPECT_TRUE(j.at("metric_values").at(4).is_null());
   expect_same(epoch_record_from_json(nlohmann::json::parse(j.dump())), record(4));
   EXPECT_THROW(epoch_record_from_json(nlohmann::json::object()), nlohmann::json::exception);
+  nlohmann::json short_values = j;
+  short_values["metric_values"].erase(0);
+  EXPECT_THROW_WITH(epoch_record_from_json(short_values), ValueError,
+                    {"epoch_record_from_json", "metric_names is 5 names and metric_values is 4 values", "same length"});
 }
 
 TEST(FormatDouble, ShortestExactForm) {

@@ -73,7 +73,7 @@ class PretrainedConfig {
  public:
   PretrainedConfig() = default;
   /// j read from source by the function fn (both named in every error).
-  PretrainedConfig(nlohmann::json j, std::string source, std::string fn)
+  PretrainedConfig(nlohmann::json j, std::string source, std::string fn = "PretrainedConfig")
       : json_(std::move(j)), source_(std::move(source)), where_(fn + ": " + source_) {
     if (!json_.is_object())
       throw IoError(eigenformer::detail::concat(where_, ": expected a JSON object, got ", json_.dump()));
