@@ -23,7 +23,7 @@ cd "$(dirname "$0")/../.."
 
 # ---- settings ----------------------------------------------------------------------------------------------------
 TC=${TC:-build/release/examples/text_classifier/text_classifier}
-DATA=${DATA:-data/spam}
+DATA=${DATA:-data/spam}  # data/spam-mail: subject and decoded body of each e-mail (scripts/mail_text.py)
 OUT=${OUT:-runs/transfer}
 THREADS=${THREADS:-$(nproc)}
 MATMUL_PRECISION=${MATMUL_PRECISION:-highest}  # medium: bf16 products with float sums (CPUs with AVX512_BF16)
@@ -39,6 +39,7 @@ PRETRAIN_EPOCHS=${PRETRAIN_EPOCHS:-6}
 PRETRAIN_LR=${PRETRAIN_LR:-5e-4}
 PRETRAIN_BATCH=${PRETRAIN_BATCH:-32}
 PRETRAIN_CORPUS=${PRETRAIN_CORPUS:-$DATA/train.jsonl}
+# PRETRAINED=DIR (unset by default): fine-tune that BERT folder instead of pretraining one into $OUT/pretrained
 
 # (b) full fine-tuning of the pretrained BERT (max_length: its position table; truncation: as pretrained)
 FT_EPOCHS=${FT_EPOCHS:-10}
@@ -127,17 +128,23 @@ run() {
   echo "run_transfer: $method, $n labels, seed $seed: test accuracy $accuracy" >&2
 }
 
-# (a) pretraining (resumed when a checkpoint exists; a finished one only rewrites its model folder)
-PRETRAINED=$OUT/pretrained
-resume=()
-[[ -f $PRETRAINED/training/checkpoint.json ]] && resume=(--resume)
-echo "run_transfer: pretraining into $PRETRAINED ($PRETRAIN_EPOCHS epochs)" >&2
-start=$(now)
-# shellcheck disable=SC2086  # PRETRAIN_SIZE is a list of options
-tc pretrain --corpus "$PRETRAIN_CORPUS" --valid "$DATA/valid.jsonl" --out "$PRETRAINED" $PRETRAIN_SIZE \
-      --epochs "$PRETRAIN_EPOCHS" --lr "$PRETRAIN_LR" --batch-size "$PRETRAIN_BATCH" --threads "$THREADS" \
-      "${resume[@]}" 2>&1 | tee "$OUT/pretrain.log" | grep -E "^(data|tokenizer|epoch [0-9]+:|model folder)" >&2
-echo "run_transfer: pretraining took $(since "$start") s" >&2
+# (a) pretraining (resumed when a checkpoint exists; a finished one only rewrites its model folder), unless
+# PRETRAINED names a folder to fine-tune instead
+if [[ -n ${PRETRAINED:-} ]]; then
+  [[ -f $PRETRAINED/config.json ]] || { echo "run_transfer: PRETRAINED=$PRETRAINED holds no config.json" >&2; exit 1; }
+  echo "run_transfer: fine-tuning $PRETRAINED (no pretraining)" >&2
+else
+  PRETRAINED=$OUT/pretrained
+  resume=()
+  [[ -f $PRETRAINED/training/checkpoint.json ]] && resume=(--resume)
+  echo "run_transfer: pretraining into $PRETRAINED ($PRETRAIN_EPOCHS epochs)" >&2
+  start=$(now)
+  # shellcheck disable=SC2086  # PRETRAIN_SIZE is a list of options
+  tc pretrain --corpus "$PRETRAIN_CORPUS" --valid "$DATA/valid.jsonl" --out "$PRETRAINED" $PRETRAIN_SIZE \
+        --epochs "$PRETRAIN_EPOCHS" --lr "$PRETRAIN_LR" --batch-size "$PRETRAIN_BATCH" --threads "$THREADS" \
+        "${resume[@]}" 2>&1 | tee "$OUT/pretrain.log" | grep -E "^(data|tokenizer|epoch [0-9]+:|model folder)" >&2
+  echo "run_transfer: pretraining took $(since "$start") s" >&2
+fi
 
 # (b) and (c): pretrained and fine-tuned against trained from scratch, for every number of labels and seed
 for n in $SIZES; do
