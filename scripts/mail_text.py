@@ -75,7 +75,7 @@ def mail_text(raw):
 
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
-    repo = os.path.dirname(os.path.dirname(here))
+    repo = os.path.dirname(here)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=os.path.join(repo, "data", "spam"))
     parser.add_argument("--out", default=os.path.join(repo, "data", "spam-mail"))
@@ -84,13 +84,20 @@ def main():
     for split in ("train", "valid", "test"):
         src = os.path.join(args.data, f"{split}.jsonl")
         dst = os.path.join(args.out, f"{split}.jsonl")
+        if not os.path.isfile(src):
+            sys.exit(f"mail_text: {src} not found (scripts/fetch_spam_assassin.sh writes the split)")
         n = 0
         with open(src, encoding="utf-8") as f, open(dst + ".tmp", "w", encoding="utf-8") as g:
             for line in f:
                 if not line.strip():
                     continue
-                row = json.loads(line)
-                row["text"] = mail_text(row["text"])
+                try:
+                    row = json.loads(line)
+                    row["text"] = mail_text(row["text"])
+                except (ValueError, KeyError, TypeError) as e:
+                    g.close()
+                    os.remove(dst + ".tmp")  # the previous output, if any, stays as it was
+                    sys.exit(f"mail_text: {src}: line {n + 1}: expected a JSON object with a \"text\" string ({e})")
                 g.write(json.dumps(row, ensure_ascii=False) + "\n")
                 n += 1
         os.replace(dst + ".tmp", dst)
