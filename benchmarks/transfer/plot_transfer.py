@@ -2,11 +2,12 @@
 """Draws the learning curves of the transfer benchmark as an SVG: test accuracy against the number of labelled
 e-mails, one line per method (mean over the seeds, a bar from the lowest to the highest run).
 
-Usage: python3 benchmarks/transfer/plot_transfer.py runs/transfer/results.csv [--tfidf runs/transfer/tfidf.json]
+Usage: python3 benchmarks/transfer/plot_transfer.py runs/transfer/results.csv [--tfidf runs/transfer/tfidf.json ...]
            [--out docs/transfer_curves.svg]
 
 results.csv is run_transfer.sh's (method,labels,seed,test_accuracy,seconds); --tfidf is spam_subsets.py --json's
-output (the TF-IDF + logistic regression baseline on the same subsets). Standard library only.
+output (the TF-IDF + logistic regression baseline on the same subsets), repeatable: a later file's sizes replace an
+earlier one's (e.g. seeds 0-4 at 200 labels, seeds 0-2 at the other sizes). Standard library only.
 """
 
 import argparse
@@ -23,7 +24,7 @@ NAMES = {"bert-pretrained": "pretrained BERT, fine-tuned", "transformer-scratch"
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("results")
-    p.add_argument("--tfidf")
+    p.add_argument("--tfidf", action="append", default=[])
     p.add_argument("--out", default="docs/transfer_curves.svg")
     a = p.parse_args()
 
@@ -33,8 +34,8 @@ def main():
             if row["labels"] == "all":
                 continue
             runs.setdefault(row["method"], {}).setdefault(int(row["labels"]), []).append(float(row["test_accuracy"]))
-    if a.tfidf:
-        with open(a.tfidf) as f:
+    for path in a.tfidf:
+        with open(path) as f:
             for labels, values in json.load(f)["tfidf_lr"].items():
                 if labels != "all":
                     runs.setdefault("tfidf_lr", {})[int(labels)] = values
