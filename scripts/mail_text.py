@@ -81,28 +81,34 @@ def main():
     parser.add_argument("--out", default=os.path.join(repo, "data", "spam-mail"))
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
-    for split in ("train", "valid", "test"):
-        src = os.path.join(args.data, f"{split}.jsonl")
-        dst = os.path.join(args.out, f"{split}.jsonl")
-        if not os.path.isfile(src):
-            sys.exit(f"mail_text: {src} not found (scripts/fetch_spam_assassin.sh writes the split)")
-        n = 0
-        with open(src, encoding="utf-8") as f, open(dst + ".tmp", "w", encoding="utf-8") as g:
-            for line in f:
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                    row["text"] = mail_text(row["text"])
-                except (ValueError, KeyError, TypeError) as e:
-                    g.close()
-                    os.remove(dst + ".tmp")  # the previous output, if any, stays as it was
-                    sys.exit(f"mail_text: {src}: line {n + 1}: expected a JSON object with a \"text\" string ({e})")
-                g.write(json.dumps(row, ensure_ascii=False) + "\n")
-                n += 1
-        os.replace(dst + ".tmp", dst)
-        print(f"mail_text: {n} e-mails to {dst}", file=sys.stderr)
-
+    written = []  # (temporary file, target): the three splits replace their targets together, after all are written
+    try:
+        for split in ("train", "valid", "test"):
+            src = os.path.join(args.data, f"{split}.jsonl")
+            dst = os.path.join(args.out, f"{split}.jsonl")
+            if not os.path.isfile(src):
+                sys.exit(f"mail_text: {src} not found (scripts/fetch_spam_assassin.sh writes the split)")
+            written.append((dst + ".tmp", dst))
+            n = 0
+            with open(src, encoding="utf-8") as f, open(dst + ".tmp", "w", encoding="utf-8") as g:
+                for number, line in enumerate(f, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        row = json.loads(line)
+                        row["text"] = mail_text(row["text"])
+                    except (ValueError, KeyError, TypeError, AttributeError) as e:
+                        sys.exit(f"mail_text: {src}: line {number}: expected a JSON object with a \"text\" string ({e})")
+                    g.write(json.dumps(row, ensure_ascii=False) + "\n")
+                    n += 1
+            print(f"mail_text: {n} e-mails to {dst}", file=sys.stderr)
+    except BaseException:
+        for tmp, _ in written:  # the previous output, if any, stays as it was
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        raise
+    for tmp, dst in written:
+        os.replace(tmp, dst)
 
 if __name__ == "__main__":
     main()
